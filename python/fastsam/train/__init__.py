@@ -1,0 +1,1 @@
+"""Training: config loading, losses, schedules and the `sam-train` loop."""

@@ -1,0 +1,351 @@
+"""Training configuration: JSON files loaded into frozen dataclasses, with precise errors.
+
+Every field has a commented default, so a config file only lists what differs. Loading rejects an
+unknown key (naming the nearest valid one), a value of the wrong type (naming the expected type),
+and reports every missing input path at once before any training starts.
+Relative paths are taken relative to the current working directory, as on the command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h", "debug_tiny")
+TEACHER_TYPES = ("vit_b", "vit_l", "vit_h")
+
+
+@dataclass(frozen=True)
+class FreezeConfig:
+    """Which parts of the student are frozen (requires_grad=False and eval mode)."""
+
+    image_encoder: bool = False
+    prompt_encoder: bool = False
+    mask_decoder: bool = False
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the mask losses; the total is focal*L_focal + dice*L_dice + iou*L_iou (+ distillation)."""
+
+    focal: float = 1.0
+    dice: float = 1.0
+    iou: float = 1.0
+
+
+@dataclass(frozen=True)
+class LossWeightOverrides:
+    """Per-stage loss weights; a field left at None keeps the run's value."""
+
+    focal: Optional[float] = None
+    dice: Optional[float] = None
+    iou: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Polynomial decay from learning_rate to end_lr over all steps, after a linear warmup."""
+
+    power: float = 1.0
+    end_lr: float = 0.0
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One entry of stage_schedule: active for start_epoch <= epoch < end_epoch."""
+
+    start_epoch: int
+    end_epoch: int
+    distillation: bool = False
+    lambda_coef: Optional[float] = None
+    loss_weights: LossWeightOverrides = field(default_factory=LossWeightOverrides)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # run folder = output_dir / project_name / run_name
+    project_name: str = "fastsam"
+    run_name: str = "run"
+    output_dir: str = "runs"
+    # student weights (official or fastsam checkpoint); None = random init (a loud warning is printed)
+    checkpoint: Optional[str] = None
+    model_type: str = "vit_t"
+    # teacher for sam-extract-features (distillation only)
+    teacher_checkpoint: Optional[str] = None
+    teacher_model_type: str = "vit_h"
+    # data: folder datasets (images + masks matched by stem) or COCO instances JSON + image folder
+    train_img_dir: Optional[str] = None
+    train_mask_dir: Optional[str] = None
+    val_img_dir: Optional[str] = None
+    val_mask_dir: Optional[str] = None
+    train_coco: Optional[str] = None
+    val_coco: Optional[str] = None
+    train_img_dir_teacher_features: Optional[str] = None
+    on_bad_sample: Literal["skip", "error"] = "skip"
+    max_objects_per_image: int = 8  # objects beyond this are sampled away each epoch (memory bound)
+    # prompts derived from the ground truth
+    use_box_prompt: bool = True
+    box_jitter: float = 0.1  # max box-corner shift as a fraction of box side (training only)
+    num_pos_points: int = 0
+    num_neg_points: int = 0
+    multimask_output: bool = True  # train 3 masks per prompt, keep the lowest-loss one
+    augment: bool = False  # random horizontal flip (disables the embedding cache)
+    # model
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    unfreeze_epoch: Optional[int] = None  # at this epoch every frozen part becomes trainable
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    img_size: int = 1024
+    mask_threshold: float = 0.0  # on logits; 0.0 = probability 0.5
+    # optimisation
+    num_epochs: int = 10
+    max_steps_per_epoch: Optional[int] = None
+    batch_size: int = 4
+    num_workers: int = 0
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    grad_clip: Optional[float] = 1.0
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    cache_embeddings: bool = True  # used only when the image encoder is frozen and augment is off
+    # distillation from features extracted by sam-extract-features
+    use_distill: bool = False
+    distill_feature_level: int = -1  # teacher block index (negative counts from the end)
+    distill_student_feature_level: int = -1  # student stage index (negative counts from the end)
+    distill_loss_type: Literal["mse", "l1", "cosine"] = "mse"
+    distill_loss_weight: float = 1.0
+    # while distillation is active: total = (1 - lambda_coef) * task + lambda_coef * distill_loss_weight * distill
+    lambda_coef: float = 0.5
+    stage_schedule: list[StageConfig] = field(default_factory=list)
+    # outputs
+    num_val_overlays: int = 4
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.project_name / self.run_name
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not describe a valid TrainConfig."""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return f"object ({tp.__name__})"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp` and convert JSON shapes (dicts, lists) to dataclasses."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"config key '{key}': expected one of {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {type(value).__name__}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {type(value).__name__}")
+        return _build(tp, value, prefix=f"{key}.")
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:
+        raise TypeError(f"unsupported annotation {tp!r} for config key '{key}'")
+    if not ok:
+        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return float(value) if tp is float else value
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(data[f.name], hints[f.name], prefix + f.name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"config key '{prefix}{f.name}' is required")
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``key.sub=value``; the value is parsed as JSON, falling back to a plain string."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects key=value with a non-empty key, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Return a copy of the raw config dict with each ``key=value`` override applied (dotted = nested)."""
+    data = json.loads(json.dumps(data))
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: '{part}' is not an object")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _check_consistency(cfg: TrainConfig) -> None:
+    if cfg.model_type not in MODEL_TYPES:
+        near = difflib.get_close_matches(cfg.model_type, MODEL_TYPES, n=1)
+        raise ConfigError(f"config key 'model_type': expected one of {MODEL_TYPES}, got {cfg.model_type!r}"
+                          + (f"; did you mean '{near[0]}'?" if near else ""))
+    if cfg.teacher_model_type not in TEACHER_TYPES:
+        raise ConfigError(f"config key 'teacher_model_type': expected one of {TEACHER_TYPES}, got {cfg.teacher_model_type!r}")
+    positive = {"num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size, "img_size": cfg.img_size,
+                "max_objects_per_image": cfg.max_objects_per_image, "iou_head_depth": cfg.iou_head_depth,
+                "iou_head_hidden_dim": cfg.iou_head_hidden_dim}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+    for key in ("num_workers", "num_pos_points", "num_neg_points", "num_val_overlays"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(cfg, key)}")
+    if cfg.learning_rate <= 0:
+        raise ConfigError(f"config key 'learning_rate' must be > 0, got {cfg.learning_rate}")
+    if not 0.0 <= cfg.box_jitter < 1.0:
+        raise ConfigError(f"config key 'box_jitter' must be in [0, 1), got {cfg.box_jitter}")
+    if not cfg.use_box_prompt and cfg.num_pos_points == 0:
+        raise ConfigError("config: with use_box_prompt=false set num_pos_points >= 1, otherwise there is no prompt")
+    if cfg.scheduler.warmup_steps < 0:
+        raise ConfigError(f"config key 'scheduler.warmup_steps' must be >= 0, got {cfg.scheduler.warmup_steps}")
+    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
+        raise ConfigError(f"config key 'max_steps_per_epoch' must be >= 1 or null, got {cfg.max_steps_per_epoch}")
+    for split in ("train", "val"):
+        has_folder = getattr(cfg, f"{split}_img_dir") is not None
+        has_masks = getattr(cfg, f"{split}_mask_dir") is not None
+        has_coco = getattr(cfg, f"{split}_coco") is not None
+        if has_masks and has_coco:
+            raise ConfigError(f"config: give either '{split}_mask_dir' or '{split}_coco', not both")
+        if (has_masks or has_coco) and not has_folder:
+            raise ConfigError(f"config: '{split}_img_dir' is required with '{split}_mask_dir' or '{split}_coco'")
+    previous_end = None
+    for i, stage in enumerate(cfg.stage_schedule):
+        if not 0 <= stage.start_epoch < stage.end_epoch:
+            raise ConfigError(f"config key 'stage_schedule[{i}]': need 0 <= start_epoch < end_epoch, "
+                              f"got {stage.start_epoch}..{stage.end_epoch}")
+        if previous_end is not None and stage.start_epoch < previous_end:
+            raise ConfigError(f"config key 'stage_schedule[{i}]': starts at epoch {stage.start_epoch}, "
+                              f"before the previous stage ends ({previous_end}); stages must be ordered and not overlap")
+        previous_end = stage.end_epoch
+    if not 0.0 <= cfg.lambda_coef <= 1.0:
+        raise ConfigError(f"config key 'lambda_coef' must be in [0, 1], got {cfg.lambda_coef}")
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """Validate a raw dict (JSON shapes) into a TrainConfig; raises ConfigError naming the bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
+    cfg = _build(TrainConfig, data)
+    _check_consistency(cfg)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read a JSON config file, apply ``--set key=value`` overrides, and validate.
+
+    Arguments:
+      path: JSON file holding an object with TrainConfig fields.
+      overrides: ``key=value`` strings; dotted keys reach nested objects; values are parsed as JSON.
+
+    Returns:
+      The frozen TrainConfig. Paths are not checked here; call `check_paths` before training.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid JSON: {err}") from err
+    try:
+        return config_from_dict(apply_overrides(data, list(overrides)))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def required_paths(cfg: TrainConfig, for_extraction: bool = False) -> dict[str, str]:
+    """The input paths a run reads, by config key (None-valued keys left out)."""
+    keys = ["checkpoint", "train_img_dir", "train_mask_dir", "val_img_dir", "val_mask_dir", "train_coco", "val_coco"]
+    if cfg.use_distill or any(s.distillation for s in cfg.stage_schedule):
+        keys.append("train_img_dir_teacher_features")
+    if for_extraction:
+        keys = ["teacher_checkpoint"]
+    return {k: getattr(cfg, k) for k in keys if getattr(cfg, k) is not None}
+
+
+def check_paths(cfg: TrainConfig, for_extraction: bool = False) -> None:
+    """Raise one FileNotFoundError listing every configured input path that does not exist."""
+    if not for_extraction:
+        if cfg.train_img_dir is None:
+            raise ConfigError("config key 'train_img_dir' is required for training")
+        if cfg.train_mask_dir is None and cfg.train_coco is None:
+            raise ConfigError("config: training needs 'train_mask_dir' or 'train_coco' with 'train_img_dir'")
+    missing = [f"  {key}: {value}" for key, value in required_paths(cfg, for_extraction).items()
+               if not Path(value).exists()]
+    if missing:
+        raise FileNotFoundError("config paths that do not exist:\n" + "\n".join(missing))
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as JSON (loadable again with load_config)."""
+    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
