@@ -1,0 +1,96 @@
+"""Reading checkpoint files and loading them into a model with one clear error on mismatch."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# How many missing/unexpected/mismatched keys an error message names.
+_KEYS_SHOWN = 5
+
+# (embed_dim, depth) of the official ViT encoders -> model type.
+_VIT_SIGNATURES = {(768, 12): "vit_b", (1024, 24): "vit_l", (1280, 32): "vit_h"}
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict saved with ``torch.save`` (raw, or wrapped under ``"model"``).
+
+    Arguments: path to the file. Returns: the state dict (tensors on the CPU).
+    Raises: FileNotFoundError when the file does not exist; RuntimeError when it cannot be
+    read as a torch checkpoint or holds no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeError(
+            f"could not read checkpoint {path}: {reason}; expected a state dict saved with torch.save"
+        ) from exc
+    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
+        loaded = loaded["model"]
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise RuntimeError(
+            f"could not read checkpoint {path}: it holds a {type(loaded).__name__}, not a mapping of "
+            "parameter names to tensors; expected a state dict saved with torch.save"
+        )
+    return loaded
+
+
+def guess_model_type(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """Which registered model type a state dict looks like ("vit_t", "vit_b", ...), or None."""
+    if any(k.startswith("image_encoder.patch_embed.seq.") for k in state_dict):
+        return "vit_t"
+    block_ids = {
+        int(m.group(1)) for k in state_dict if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k)) is not None
+    }
+    pos_embed = state_dict.get("image_encoder.pos_embed")
+    proj = state_dict.get("image_encoder.patch_embed.proj.weight")
+    width = proj.shape[0] if proj is not None else (pos_embed.shape[-1] if pos_embed is not None else None)
+    if not block_ids or width is None:
+        return None
+    return _VIT_SIGNATURES.get((int(width), max(block_ids) + 1))
+
+
+def _first(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_KEYS_SHOWN])
+    return shown + (", ..." if len(keys) > _KEYS_SHOWN else "")
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, model_type: str) -> nn.Module:
+    """Load the checkpoint at ``path`` into ``model`` strictly.
+
+    Arguments: model: the freshly built model; path: checkpoint file; model_type: the name the
+    model was built as (used in messages). Returns: ``model``.
+    Raises: FileNotFoundError / RuntimeError (see :func:`read_state_dict`); ValueError listing
+    the first missing, unexpected and shape-mismatched keys and the model type the file looks like.
+    """
+    state_dict = read_state_dict(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({_first(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} keys with the wrong shape, file vs model ({_first(mismatched)})")
+        guess = guess_model_type(state_dict)
+        looks = f"it looks like a {guess!r} checkpoint" if guess else "it does not look like any known model type"
+        raise ValueError(f"checkpoint {path} does not match model type {model_type!r}: {'; '.join(parts)}; {looks}")
+    model.load_state_dict(state_dict, strict=True)
+    return model

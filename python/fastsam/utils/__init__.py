@@ -1,0 +1,1 @@
+"""Utilities: image/prompt transforms, mask-generator helpers, NMS."""
