@@ -1,0 +1,1 @@
+"""Datasets for training: folder and COCO sources, resize/pad geometry, GT prompts, synthetic data."""
