@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h", "debug_tiny")
+MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
 TEACHER_TYPES = ("vit_b", "vit_l", "vit_h")
 
 
@@ -101,7 +101,7 @@ class TrainConfig:
     unfreeze_epoch: Optional[int] = None  # at this epoch every frozen part becomes trainable
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
-    img_size: int = 1024
+    img_size: int = 1024  # model input side; other multiples of 16 build the encoder at that size (tests, smoke runs)
     mask_threshold: float = 0.0  # on logits; 0.0 = probability 0.5
     # optimisation
     num_epochs: int = 10

@@ -1,0 +1,55 @@
+"""Learning-rate schedule (a pure function of the step) and the epoch-wise stage schedule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import LossWeights, TrainConfig
+
+
+def get_lr(step: int, total_steps: int, base_lr: float, end_lr: float = 0.0, power: float = 1.0,
+           warmup_steps: int = 0) -> float:
+    """Learning rate at optimizer step `step` (0-based).
+
+    Linear warmup over `warmup_steps` (step 0 gets base_lr / warmup_steps), then polynomial decay
+    lr = end_lr + (base_lr - end_lr) * (1 - t) ** power with t = (step - warmup) / (total - warmup),
+    held at end_lr once t reaches 1.
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / decay_steps)
+    return end_lr + (base_lr - end_lr) * (1.0 - t) ** power
+
+
+@dataclass(frozen=True)
+class ActiveStage:
+    """What an epoch trains with after resolving stage_schedule over the run's defaults."""
+
+    name: str
+    distillation: bool
+    lambda_coef: float
+    loss_weights: LossWeights
+
+
+def stage_for_epoch(cfg: TrainConfig, epoch: int) -> ActiveStage:
+    """The stage whose [start_epoch, end_epoch) holds `epoch`; outside every stage, the run's defaults."""
+    for i, stage in enumerate(cfg.stage_schedule):
+        if stage.start_epoch <= epoch < stage.end_epoch:
+            base = cfg.loss_weights
+            over = stage.loss_weights
+            weights = LossWeights(
+                focal=base.focal if over.focal is None else over.focal,
+                dice=base.dice if over.dice is None else over.dice,
+                iou=base.iou if over.iou is None else over.iou,
+            )
+            return ActiveStage(
+                name=f"stage {i} (epochs {stage.start_epoch}-{stage.end_epoch - 1}, "
+                     f"{'distillation' if stage.distillation else 'finetune'})",
+                distillation=stage.distillation,
+                lambda_coef=cfg.lambda_coef if stage.lambda_coef is None else stage.lambda_coef,
+                loss_weights=weights,
+            )
+    return ActiveStage(name="default", distillation=cfg.use_distill, lambda_coef=cfg.lambda_coef,
+                       loss_weights=cfg.loss_weights)
