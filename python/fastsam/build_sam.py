@@ -122,11 +122,11 @@ def build_sam_vit_h(checkpoint: str | os.PathLike | None = None, image_size: int
 
 
 sam_model_registry: dict[str, Callable[..., Sam]] = {
-    "default": build_sam_vit_h,
-    "vit_h": build_sam_vit_h,
-    "vit_l": build_sam_vit_l,
-    "vit_b": build_sam_vit_b,
     "vit_t": build_sam_vit_t,
+    "vit_b": build_sam_vit_b,
+    "vit_l": build_sam_vit_l,
+    "vit_h": build_sam_vit_h,
+    "default": build_sam_vit_h,  # as in segment-anything
 }
 
 
