@@ -1,0 +1,83 @@
+#pragma once
+// fastsam::Predictor: SamPredictor over ONNX Runtime (encoder.onnx + decoder_batched.onnx from sam-export).
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fastsam/options.hpp"
+
+namespace fastsam {
+
+struct ModelInfo {
+  std::string model_type;
+  int image_size = 1024;
+  float mask_threshold = 0.0f;
+  int low_res_size = 256;      // side of the decoder's low-res logits
+  int embedding_channels = 256;
+  int embedding_size = 64;
+};
+
+// Masks of one prompt (or of each prompt of a batch, concatenated): C masks at the original image size.
+struct Prediction {
+  int num_masks = 0;                    // C: 3 with multimask_output, else 1
+  int height = 0, width = 0;            // original image size
+  int low_res_size = 256;
+  std::vector<uint8_t> masks;           // C*H*W (0/1), empty when return_logits
+  std::vector<float> mask_logits;       // C*H*W logits, only when return_logits
+  std::vector<float> iou_predictions;   // C
+  std::vector<float> low_res_logits;    // C*256*256
+};
+
+class Predictor {
+ public:
+  // Reads <model_dir>/manifest.json and creates ONNX Runtime sessions for the encoder and the batched decoder.
+  // Throws fastsam::Error (kFileNotFound, kModelFiles, kProviderUnavailable, kInference).
+  explicit Predictor(const std::string& model_dir, const RuntimeOptions& options = {});
+  ~Predictor();
+  Predictor(Predictor&&) noexcept;
+  Predictor& operator=(Predictor&&) noexcept;
+  Predictor(const Predictor&) = delete;
+  Predictor& operator=(const Predictor&) = delete;
+
+  // rgb: height*width*3 bytes, HWC RGB uint8. Resizes the longest side to image_size (PIL bilinear) and runs
+  // the encoder.
+  void set_image(const uint8_t* rgb, int height, int width);
+  // Same for HWC BGR (OpenCV's order).
+  void set_image_bgr(const uint8_t* bgr, int height, int width);
+  void reset_image();
+  bool is_image_set() const;
+
+  // point_coords: N x (x, y) in original-image pixels; point_labels: N values (1 foreground, 0 background);
+  // box: XYXY in original-image pixels; mask_input: empty or 1x256x256 low-res logits from a previous call.
+  Prediction predict(const std::vector<std::array<float, 2>>& point_coords = {},
+                     const std::vector<int>& point_labels = {},
+                     const std::optional<std::array<float, 4>>& box = std::nullopt,
+                     const std::vector<float>& mask_input = {}, bool multimask_output = true,
+                     bool return_logits = false);
+
+  // B boxes (XYXY, original pixels) in one decoder call; returns B predictions.
+  std::vector<Prediction> predict_boxes(const std::vector<std::array<float, 4>>& boxes,
+                                        bool multimask_output = true, bool return_logits = false);
+
+  // Low-level batched decode used by the mask generator: B prompts of N points already in the model's
+  // input frame (after apply_coords). Returns iou_predictions (B*4) and low_res_logits (B*4*256*256) of all
+  // four mask tokens (token 0 = single-mask output, 1..3 = multimask outputs).
+  void decode_batch(const std::vector<float>& point_coords, const std::vector<float>& point_labels, int batch,
+                    int num_points, std::vector<float>& iou_predictions, std::vector<float>& low_res_logits);
+
+  // 1 x 256 x 64 x 64 image embedding of the current image.
+  std::vector<float> get_image_embedding() const;
+
+  const ModelInfo& model_info() const;
+  std::array<int, 2> original_size() const;  // (H, W) of the current image
+  std::array<int, 2> input_size() const;     // (H, W) after resizing the longest side
+  const RuntimeOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fastsam

@@ -1,0 +1,81 @@
+#include "manifest.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "fastsam/error.hpp"
+#include "json.hpp"
+
+namespace fastsam::detail {
+namespace {
+
+std::vector<TensorSpec> read_specs(const json::Value& list, const std::string& where) {
+  if (!list.is_array()) throw Error(ErrorCode::kModelFiles, where + " must be a list");
+  std::vector<TensorSpec> specs;
+  for (const json::Value& item : list.array) {
+    const json::Value* name = item.find("name");
+    if (name == nullptr || !name->is_string()) throw Error(ErrorCode::kModelFiles, where + ": entry without a 'name'");
+    TensorSpec spec;
+    spec.name = name->string;
+    if (const json::Value* dtype = item.find("dtype"); dtype && dtype->is_string()) spec.dtype = dtype->string;
+    if (const json::Value* shape = item.find("shape"); shape && shape->is_array()) {
+      for (const json::Value& d : shape->array) spec.shape.push_back(d.is_number() ? static_cast<int64_t>(d.number) : -1);
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+}  // namespace
+
+const ModelEntry& Manifest::model(const std::string& key) const {
+  auto it = models.find(key);
+  if (it != models.end()) return it->second;
+  std::string known;
+  for (const auto& [k, v] : models) known += (known.empty() ? "" : ", ") + k;
+  throw Error(ErrorCode::kModelFiles, "manifest.json in " + model_dir + " has no model '" + key +
+                                          "' (models: " + (known.empty() ? "none" : known) + ")");
+}
+
+Manifest load_manifest(const std::string& model_dir) {
+  const std::string path = model_dir + "/manifest.json";
+  std::ifstream in(path);
+  if (!in) {
+    std::ifstream dir_probe(model_dir);
+    throw Error(ErrorCode::kFileNotFound, (dir_probe ? "manifest.json not found: " : "model directory not found: ") +
+                                              (dir_probe ? path : model_dir) + " (write it with sam-export)");
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  json::Value root;
+  try {
+    root = json::parse(buffer.str());
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kModelFiles, path + ": " + e.what());
+  }
+  if (!root.is_object()) throw Error(ErrorCode::kModelFiles, path + ": top level must be an object");
+  Manifest m;
+  m.model_dir = model_dir;
+  if (const json::Value* v = root.find("model_type"); v && v->is_string()) m.model_type = v->string;
+  if (const json::Value* v = root.find("image_size"); v && v->is_number()) m.image_size = static_cast<int>(v->number);
+  if (const json::Value* v = root.find("mask_threshold"); v && v->is_number()) m.mask_threshold = static_cast<float>(v->number);
+  if (m.image_size <= 0) throw Error(ErrorCode::kModelFiles, path + ": image_size must be positive");
+  const json::Value* models = root.find("models");
+  if (models == nullptr || !models->is_object()) throw Error(ErrorCode::kModelFiles, path + ": missing object 'models'");
+  for (const auto& [key, entry] : models->object) {
+    const json::Value* file = entry.find("file");
+    if (file == nullptr || !file->is_string()) {
+      throw Error(ErrorCode::kModelFiles, path + ": models." + key + " has no 'file'");
+    }
+    ModelEntry e;
+    e.key = key;
+    e.path = file->string.rfind('/', 0) == 0 ? file->string : model_dir + "/" + file->string;
+    if (const json::Value* p = entry.find("precision"); p && p->is_string()) e.precision = p->string;
+    if (const json::Value* in_specs = entry.find("inputs")) e.inputs = read_specs(*in_specs, path + ": models." + key + ".inputs");
+    if (const json::Value* out_specs = entry.find("outputs")) e.outputs = read_specs(*out_specs, path + ": models." + key + ".outputs");
+    m.models.emplace(key, std::move(e));
+  }
+  return m;
+}
+
+}  // namespace fastsam::detail

@@ -1,0 +1,40 @@
+#pragma once
+// manifest.json written by sam-export (see notes/onnx_interface.md), private to the library.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace fastsam::detail {
+
+struct TensorSpec {
+  std::string name;
+  std::string dtype;
+  std::vector<int64_t> shape;  // -1 for a dynamic dimension
+};
+
+struct ModelEntry {
+  std::string key;
+  std::string path;  // absolute or relative to the working directory: model_dir / file
+  std::string precision;
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+};
+
+struct Manifest {
+  std::string model_dir;
+  std::string model_type;
+  int image_size = 1024;
+  float mask_threshold = 0.0f;
+  std::map<std::string, ModelEntry> models;
+
+  bool has(const std::string& key) const { return models.count(key) != 0; }
+  // Throws fastsam::Error(kModelFiles) naming the key and the keys that exist.
+  const ModelEntry& model(const std::string& key) const;
+};
+
+// Throws fastsam::Error: kFileNotFound when the directory or manifest.json is missing, kModelFiles when it is
+// malformed.
+Manifest load_manifest(const std::string& model_dir);
+
+}  // namespace fastsam::detail

@@ -1,0 +1,40 @@
+#pragma once
+// RAII wrapper of one ONNX Runtime session; inputs and outputs are bound by name. Private to the library.
+#include <onnxruntime_cxx_api.h>
+
+#include <string>
+#include <vector>
+
+#include "fastsam/options.hpp"
+
+namespace fastsam::detail {
+
+struct NamedTensor {
+  const char* name;
+  const float* data;
+  std::vector<int64_t> shape;
+};
+
+class OnnxModel {
+ public:
+  // Throws fastsam::Error: kFileNotFound (no file), kProviderUnavailable, kInference (ORT failed to load it).
+  OnnxModel(const std::string& path, const RuntimeOptions& options);
+
+  bool has_input(const std::string& name) const;
+  bool has_output(const std::string& name) const;
+  // Throws fastsam::Error(kModelFiles) naming the model and the names it does have.
+  void require(const std::vector<std::string>& inputs, const std::vector<std::string>& outputs) const;
+
+  // Runs the model; throws fastsam::Error(kInference) with ORT's message on failure.
+  std::vector<Ort::Value> run(const std::vector<NamedTensor>& inputs, const std::vector<const char*>& outputs);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  Ort::Session session_{nullptr};
+  std::vector<std::string> input_names_;
+  std::vector<std::string> output_names_;
+};
+
+}  // namespace fastsam::detail

@@ -1,0 +1,300 @@
+#include "fastsam/predictor.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "fastsam/error.hpp"
+#include "fastsam/geometry.hpp"
+#include "fastsam/image_ops.hpp"
+#include "manifest.hpp"
+#include "onnx_session.hpp"
+
+namespace fastsam {
+namespace {
+
+// Names of the agreed interface (python/fastsam/export/io_spec.py, notes/onnx_interface.md).
+constexpr const char* kImage = "image";
+constexpr const char* kEmbeddings = "image_embeddings";
+constexpr const char* kPointCoords = "point_coords";
+constexpr const char* kPointLabels = "point_labels";
+constexpr const char* kMaskInput = "mask_input";
+constexpr const char* kHasMaskInput = "has_mask_input";
+constexpr const char* kOrigImSize = "orig_im_size";
+constexpr const char* kIouPredictions = "iou_predictions";
+constexpr const char* kLowResMasks = "low_res_masks";
+
+std::string model_key(const std::string& base, const std::string& precision) {
+  if (precision == "fp32") return base;
+  if (precision == "int8" || precision == "fp16") return base + "_" + precision;
+  throw std::invalid_argument("precision must be 'fp32', 'int8' or 'fp16', got '" + precision + "'");
+}
+
+}  // namespace
+
+struct Predictor::Impl {
+  RuntimeOptions options;
+  ModelInfo info;
+  detail::OnnxModel encoder;
+  detail::OnnxModel decoder;
+  bool decoder_is_batched = true;
+
+  bool image_set = false;
+  int orig_h = 0, orig_w = 0, input_h = 0, input_w = 0;
+  std::vector<float> embedding;
+
+  Impl(const detail::Manifest& manifest, const RuntimeOptions& opts)
+      : options(opts),
+        encoder(manifest.model(model_key("encoder", opts.precision)).path, opts),
+        decoder(manifest.has(model_key("decoder_batched", opts.precision))
+                    ? manifest.model(model_key("decoder_batched", opts.precision)).path
+                    : manifest.model(model_key("decoder", opts.precision)).path,
+                opts) {
+    info.model_type = manifest.model_type;
+    info.image_size = manifest.image_size;
+    info.mask_threshold = manifest.mask_threshold;
+    info.embedding_size = manifest.image_size / 16;
+    info.low_res_size = info.embedding_size * 4;
+    encoder.require({kImage}, {kEmbeddings});
+    decoder.require({kEmbeddings, kPointCoords, kPointLabels, kMaskInput, kHasMaskInput},
+                    {kIouPredictions, kLowResMasks});
+    decoder_is_batched = !decoder.has_input(kOrigImSize);
+  }
+
+  void require_image() const {
+    if (!image_set) {
+      throw Error(ErrorCode::kWrongCallOrder, "an image must be set with set_image() before mask prediction");
+    }
+  }
+
+  size_t low_res_plane() const { return static_cast<size_t>(info.low_res_size) * info.low_res_size; }
+
+  // One decoder run over `batch` prompts of `num_points` points (model frame); outputs of all 4 tokens.
+  void decode(const float* coords, const float* labels, const float* mask_input, bool has_mask, int batch,
+              int num_points, std::vector<float>& iou, std::vector<float>& low_res) {
+    require_image();
+    const size_t plane = low_res_plane();
+    iou.assign(static_cast<size_t>(batch) * 4, 0.0f);
+    low_res.assign(static_cast<size_t>(batch) * 4 * plane, 0.0f);
+    std::vector<float> zeros;
+    if (mask_input == nullptr) {
+      zeros.assign((decoder_is_batched ? static_cast<size_t>(batch) : 1) * plane, 0.0f);
+      mask_input = zeros.data();
+    }
+    const float has_mask_value = has_mask ? 1.0f : 0.0f;
+    const int64_t e = info.embedding_size, s = info.low_res_size;
+    const float orig_size[2] = {static_cast<float>(orig_h), static_cast<float>(orig_w)};
+    // The single-prompt decoder (official interface) takes one prompt per run.
+    const int runs = decoder_is_batched ? 1 : batch;
+    const int per_run = decoder_is_batched ? batch : 1;
+    for (int r = 0; r < runs; ++r) {
+      const size_t p0 = static_cast<size_t>(r) * num_points;
+      std::vector<detail::NamedTensor> inputs = {
+          {kEmbeddings, embedding.data(), {1, info.embedding_channels, e, e}},
+          {kPointCoords, coords + 2 * p0, {per_run, num_points, 2}},
+          {kPointLabels, labels + p0, {per_run, num_points}},
+          {kMaskInput, mask_input + (has_mask && !decoder_is_batched ? r * plane : 0), {per_run, 1, s, s}},
+          {kHasMaskInput, &has_mask_value, {1}},
+      };
+      if (!decoder_is_batched) inputs.push_back({kOrigImSize, orig_size, {2}});
+      std::vector<Ort::Value> out = decoder.run(inputs, {kIouPredictions, kLowResMasks});
+      const auto iou_shape = out[0].GetTensorTypeAndShapeInfo().GetShape();
+      const auto lr_shape = out[1].GetTensorTypeAndShapeInfo().GetShape();
+      if (iou_shape.size() != 2 || iou_shape[0] != per_run || iou_shape[1] != 4 || lr_shape.size() != 4 ||
+          lr_shape[0] != per_run || lr_shape[1] != 4 || lr_shape[2] != s || lr_shape[3] != s) {
+        throw Error(ErrorCode::kModelFiles, decoder.path() + " returned unexpected output shapes");
+      }
+      std::memcpy(iou.data() + static_cast<size_t>(r) * 4, out[0].GetTensorData<float>(),
+                  sizeof(float) * 4 * per_run);
+      std::memcpy(low_res.data() + static_cast<size_t>(r) * 4 * plane, out[1].GetTensorData<float>(),
+                  sizeof(float) * 4 * plane * per_run);
+    }
+  }
+
+  // Selects tokens (1..3 for multimask, else 0) of prompt b and upscales them to the original size.
+  Prediction finish(const std::vector<float>& iou, const std::vector<float>& low_res, int b, bool multimask,
+                    bool return_logits) const {
+    const size_t plane = low_res_plane();
+    Prediction p;
+    p.num_masks = multimask ? 3 : 1;
+    p.height = orig_h;
+    p.width = orig_w;
+    p.low_res_size = info.low_res_size;
+    const int first = multimask ? 1 : 0;
+    const size_t full = static_cast<size_t>(orig_h) * orig_w;
+    if (return_logits) p.mask_logits.resize(p.num_masks * full); else p.masks.resize(p.num_masks * full);
+    for (int c = 0; c < p.num_masks; ++c) {
+      const int token = first + c;
+      p.iou_predictions.push_back(iou[static_cast<size_t>(b) * 4 + token]);
+      const float* lr = low_res.data() + (static_cast<size_t>(b) * 4 + token) * plane;
+      p.low_res_logits.insert(p.low_res_logits.end(), lr, lr + plane);
+      std::vector<float> up = postprocess_mask(lr, info.low_res_size, info.low_res_size, info.image_size, input_h,
+                                               input_w, orig_h, orig_w);
+      if (return_logits) {
+        std::copy(up.begin(), up.end(), p.mask_logits.begin() + c * full);
+      } else {
+        uint8_t* dst = p.masks.data() + c * full;
+        for (size_t i = 0; i < full; ++i) dst[i] = up[i] > info.mask_threshold ? 1 : 0;
+      }
+    }
+    return p;
+  }
+};
+
+Predictor::Predictor(const std::string& model_dir, const RuntimeOptions& options) {
+  model_key("encoder", options.precision);  // validates precision before touching files
+  const detail::Manifest manifest = detail::load_manifest(model_dir);
+  impl_ = std::make_unique<Impl>(manifest, options);
+}
+
+Predictor::~Predictor() = default;
+Predictor::Predictor(Predictor&&) noexcept = default;
+Predictor& Predictor::operator=(Predictor&&) noexcept = default;
+
+void Predictor::set_image(const uint8_t* rgb, int height, int width) {
+  if (rgb == nullptr) throw std::invalid_argument("set_image: image data is null");
+  if (height <= 0 || width <= 0) {
+    throw std::invalid_argument("set_image: image must be non-empty, got " + std::to_string(height) + "x" +
+                                std::to_string(width));
+  }
+  Impl& m = *impl_;
+  const auto [new_h, new_w] = get_preprocess_shape(height, width, m.info.image_size);
+  const Image8 resized = resize_bilinear_pil(rgb, height, width, 3, new_h, new_w);
+  // HWC uint8 -> 1x3xHxW float 0..255 (the encoder normalises and pads).
+  std::vector<float> chw(static_cast<size_t>(3) * new_h * new_w);
+  const size_t hw = static_cast<size_t>(new_h) * new_w;
+  for (size_t i = 0; i < hw; ++i)
+    for (int c = 0; c < 3; ++c) chw[c * hw + i] = resized.data[i * 3 + c];
+  m.image_set = false;
+  std::vector<Ort::Value> out =
+      m.encoder.run({{kImage, chw.data(), {1, 3, new_h, new_w}}}, {kEmbeddings});
+  const auto shape = out[0].GetTensorTypeAndShapeInfo().GetShape();
+  if (shape.size() != 4 || shape[0] != 1 || shape[2] != m.info.embedding_size || shape[3] != m.info.embedding_size) {
+    throw Error(ErrorCode::kModelFiles, m.encoder.path() + " returned an embedding of unexpected shape");
+  }
+  m.info.embedding_channels = static_cast<int>(shape[1]);
+  const float* data = out[0].GetTensorData<float>();
+  m.embedding.assign(data, data + static_cast<size_t>(shape[1]) * shape[2] * shape[3]);
+  m.orig_h = height;
+  m.orig_w = width;
+  m.input_h = new_h;
+  m.input_w = new_w;
+  m.image_set = true;
+}
+
+void Predictor::set_image_bgr(const uint8_t* bgr, int height, int width) {
+  if (bgr == nullptr) throw std::invalid_argument("set_image_bgr: image data is null");
+  if (height <= 0 || width <= 0) throw std::invalid_argument("set_image_bgr: image must be non-empty");
+  std::vector<uint8_t> rgb(static_cast<size_t>(height) * width * 3);
+  for (size_t i = 0; i < rgb.size(); i += 3) {
+    rgb[i] = bgr[i + 2];
+    rgb[i + 1] = bgr[i + 1];
+    rgb[i + 2] = bgr[i];
+  }
+  set_image(rgb.data(), height, width);
+}
+
+void Predictor::reset_image() {
+  impl_->image_set = false;
+  impl_->embedding.clear();
+  impl_->orig_h = impl_->orig_w = impl_->input_h = impl_->input_w = 0;
+}
+
+bool Predictor::is_image_set() const { return impl_->image_set; }
+
+Prediction Predictor::predict(const std::vector<std::array<float, 2>>& point_coords,
+                              const std::vector<int>& point_labels, const std::optional<std::array<float, 4>>& box,
+                              const std::vector<float>& mask_input, bool multimask_output, bool return_logits) {
+  Impl& m = *impl_;
+  m.require_image();
+  if (point_coords.size() != point_labels.size()) {
+    throw std::invalid_argument("predict: point_labels must have one label per point (" +
+                                std::to_string(point_coords.size()) + " points, " +
+                                std::to_string(point_labels.size()) + " labels)");
+  }
+  for (int label : point_labels) {
+    if (label != 0 && label != 1) {
+      throw std::invalid_argument("predict: point_labels must be 0 (background) or 1 (foreground), got " +
+                                  std::to_string(label));
+    }
+  }
+  if (!mask_input.empty() && mask_input.size() != m.low_res_plane()) {
+    throw std::invalid_argument("predict: mask_input must be 1x" + std::to_string(m.info.low_res_size) + "x" +
+                                std::to_string(m.info.low_res_size) + " low-res logits, got " +
+                                std::to_string(mask_input.size()) + " values");
+  }
+  if (box) {
+    const auto& b = *box;
+    if (!(b[2] >= b[0] && b[3] >= b[1])) throw std::invalid_argument("predict: box must be XYXY with x1 >= x0 and y1 >= y0");
+  }
+  // SAM's prompt encoder: points, then a padding point (label -1) when there is no box, then box corners (2, 3).
+  std::vector<float> coords, labels;
+  for (size_t i = 0; i < point_coords.size(); ++i) {
+    const PointD p = apply_coords({point_coords[i][0], point_coords[i][1]}, m.orig_h, m.orig_w, m.info.image_size);
+    coords.push_back(static_cast<float>(p.x));
+    coords.push_back(static_cast<float>(p.y));
+    labels.push_back(static_cast<float>(point_labels[i]));
+  }
+  if (box) {
+    const auto t = apply_box({(*box)[0], (*box)[1], (*box)[2], (*box)[3]}, m.orig_h, m.orig_w, m.info.image_size);
+    coords.insert(coords.end(), {static_cast<float>(t[0]), static_cast<float>(t[1]), static_cast<float>(t[2]),
+                                 static_cast<float>(t[3])});
+    labels.insert(labels.end(), {2.0f, 3.0f});
+  } else if (!point_coords.empty()) {
+    coords.insert(coords.end(), {0.0f, 0.0f});
+    labels.push_back(-1.0f);
+  }
+  std::vector<float> iou, low_res;
+  m.decode(coords.data(), labels.data(), mask_input.empty() ? nullptr : mask_input.data(), !mask_input.empty(), 1,
+           static_cast<int>(labels.size()), iou, low_res);
+  return m.finish(iou, low_res, 0, multimask_output, return_logits);
+}
+
+std::vector<Prediction> Predictor::predict_boxes(const std::vector<std::array<float, 4>>& boxes,
+                                                 bool multimask_output, bool return_logits) {
+  Impl& m = *impl_;
+  m.require_image();
+  if (boxes.empty()) throw std::invalid_argument("predict_boxes: boxes must not be empty");
+  std::vector<float> coords, labels;
+  for (const auto& b : boxes) {
+    if (!(b[2] >= b[0] && b[3] >= b[1])) {
+      throw std::invalid_argument("predict_boxes: every box must be XYXY with x1 >= x0 and y1 >= y0");
+    }
+    const auto t = apply_box({b[0], b[1], b[2], b[3]}, m.orig_h, m.orig_w, m.info.image_size);
+    coords.insert(coords.end(), {static_cast<float>(t[0]), static_cast<float>(t[1]), static_cast<float>(t[2]),
+                                 static_cast<float>(t[3])});
+    labels.insert(labels.end(), {2.0f, 3.0f});
+  }
+  std::vector<float> iou, low_res;
+  const int batch = static_cast<int>(boxes.size());
+  m.decode(coords.data(), labels.data(), nullptr, false, batch, 2, iou, low_res);
+  std::vector<Prediction> out;
+  for (int b = 0; b < batch; ++b) out.push_back(m.finish(iou, low_res, b, multimask_output, return_logits));
+  return out;
+}
+
+void Predictor::decode_batch(const std::vector<float>& point_coords, const std::vector<float>& point_labels,
+                             int batch, int num_points, std::vector<float>& iou_predictions,
+                             std::vector<float>& low_res_logits) {
+  if (batch <= 0 || num_points <= 0) throw std::invalid_argument("decode_batch: batch and num_points must be > 0");
+  if (point_coords.size() != static_cast<size_t>(batch) * num_points * 2 ||
+      point_labels.size() != static_cast<size_t>(batch) * num_points) {
+    throw std::invalid_argument("decode_batch: point_coords must hold batch*num_points*2 values and point_labels "
+                                "batch*num_points");
+  }
+  impl_->decode(point_coords.data(), point_labels.data(), nullptr, false, batch, num_points, iou_predictions,
+                low_res_logits);
+}
+
+std::vector<float> Predictor::get_image_embedding() const {
+  impl_->require_image();
+  return impl_->embedding;
+}
+
+const ModelInfo& Predictor::model_info() const { return impl_->info; }
+std::array<int, 2> Predictor::original_size() const { return {impl_->orig_h, impl_->orig_w}; }
+std::array<int, 2> Predictor::input_size() const { return {impl_->input_h, impl_->input_w}; }
+const RuntimeOptions& Predictor::options() const { return impl_->options; }
+
+}  // namespace fastsam
