@@ -144,6 +144,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.use_rel_pos = use_rel_pos
+        self.input_size = input_size
         if use_rel_pos:
             if input_size is None:
                 raise ValueError("input_size is required when use_rel_pos is True")
@@ -160,7 +161,10 @@ class Attention(nn.Module):
         q, k, v = qkv.reshape(3, batch * self.num_heads, height * width, -1).unbind(0)
         attn = (q * self.scale) @ k.transpose(-2, -1)
         if self.use_rel_pos:
-            attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, (height, width), (height, width))
+            # Tracing (ONNX export) sees the fixed padded input, where (H, W) == input_size; using the
+            # constructor's Python ints there avoids tensor-valued size arithmetic in get_rel_pos.
+            hw = self.input_size if torch.jit.is_tracing() and self.input_size is not None else (height, width)
+            attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, hw, hw)
         attn = attn.softmax(dim=-1)
         x = (attn @ v).view(batch, self.num_heads, height, width, -1).permute(0, 2, 3, 1, 4)
         return self.proj(x.reshape(batch, height, width, -1))
@@ -174,8 +178,8 @@ def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, t
     batch, height, width, chans = x.shape
     pad_h = (window_size - height % window_size) % window_size
     pad_w = (window_size - width % window_size) % window_size
-    if pad_h > 0 or pad_w > 0:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    # Unconditional (a no-op when nothing is padded): no shape-dependent branch, so tracing stays exact.
+    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     padded_h, padded_w = height + pad_h, width + pad_w
     x = x.view(batch, padded_h // window_size, window_size, padded_w // window_size, window_size, chans)
     windows = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, chans)
@@ -191,9 +195,7 @@ def window_unpartition(
     batch = windows.shape[0] // (padded_h * padded_w // window_size // window_size)
     x = windows.view(batch, padded_h // window_size, padded_w // window_size, window_size, window_size, -1)
     x = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(batch, padded_h, padded_w, -1)
-    if padded_h > height or padded_w > width:
-        x = x[:, :height, :width, :].contiguous()
-    return x
+    return x[:, :height, :width, :].contiguous()
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -203,7 +205,8 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     L != 2 * max(q_size, k_size) - 1. Returns: (q_size, k_size, C).
     """
     max_rel_dist = int(2 * max(q_size, k_size) - 1)
-    if rel_pos.shape[0] != max_rel_dist:
+    # Under tracing the sizes are the construction-time ones, whose tables always fit.
+    if not torch.jit.is_tracing() and rel_pos.shape[0] != max_rel_dist:
         resized = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_rel_dist, mode="linear")
         resized = resized.reshape(-1, max_rel_dist).permute(1, 0)
     else:

@@ -107,6 +107,6 @@ class Sam(nn.Module):
         x = (x - self.pixel_mean) / self.pixel_std
         h, w = x.shape[-2:]
         size = self.image_encoder.img_size
-        if h > size or w > size:
+        if not torch.jit.is_tracing() and (h > size or w > size):
             raise ValueError(f"preprocess expects an image at most {size}x{size}, got {h}x{w}")
         return F.pad(x, (0, size - w, 0, size - h))

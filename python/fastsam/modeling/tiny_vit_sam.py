@@ -309,8 +309,6 @@ class TinyViTBlock(nn.Module):
         """Arguments: x (B, H*W, C) with (H, W) = input_resolution. Returns: same shape."""
         height, width = self.input_resolution
         batch, length, chans = x.shape
-        if length != height * width:
-            raise ValueError(f"TinyViTBlock expected {height}x{width}={height * width} tokens, got {length}")
         x = x + self.drop_path(self._windowed_attention(x))
         x = x.transpose(1, 2).reshape(batch, chans, height, width)
         x = self.local_conv(x)

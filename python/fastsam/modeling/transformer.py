@@ -136,7 +136,7 @@ class Attention(nn.Module):
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
-        c_per_head = q.shape[-1]
+        c_per_head = self.internal_dim // self.num_heads  # a Python int, so tracing stays warning-free
         attn = q @ k.permute(0, 1, 3, 2)
         attn = torch.softmax(attn / math.sqrt(c_per_head), dim=-1)
         return self.out_proj(self._recombine_heads(attn @ v))
