@@ -50,6 +50,7 @@ def test_rle_round_trip_and_area():
     assert rles[1]["counts"] == [63]
     assert rles[2]["counts"] == [0, 63]
     assert rles[3]["counts"][0] == 0
+    assert mask_to_rle_pytorch(torch.zeros(0, 7, 9, dtype=torch.bool)) == []
 
 
 # pycocotools' decode trips numpy 2's __array__ copy-keyword deprecation; not our code.
@@ -237,3 +238,41 @@ def test_postprocess_small_regions_updates_kept_masks():
     np.testing.assert_array_equal(fixed, expected)
     assert out["boxes"][1].tolist() == [2, 2, 8, 8]
     np.testing.assert_array_equal(rle_to_mask(out["rles"][0]), clean)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+def test_generator_output_modes_agree_and_progress_bar(capsys):
+    from fastsam import SamPredictor, build_sam
+
+    torch.manual_seed(0)
+    model = build_sam("vit_t").eval()
+    image = np.random.default_rng(1).integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    settings = dict(points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+
+    results = {
+        mode: SamAutomaticMaskGenerator(model, output_mode=mode, predictor=predictor, **settings).generate(
+            image, progress=(mode == "coco_rle")
+        )
+        for mode in ("binary_mask", "uncompressed_rle", "coco_rle")
+    }
+    assert "mask generation" in capsys.readouterr().err
+    binary = results["binary_mask"]
+    assert 0 < len(binary) <= 12
+    for i, record in enumerate(binary):
+        mask = record["segmentation"]
+        assert mask.shape == (40, 56) and mask.dtype == np.bool_
+        np.testing.assert_array_equal(rle_to_mask(results["uncompressed_rle"][i]["segmentation"]), mask)
+        np.testing.assert_array_equal(mask_utils.decode(results["coco_rle"][i]["segmentation"]).astype(bool), mask)
+        assert record["area"] == int(mask.sum())
+        if record["area"]:
+            x, y, w, h = record["bbox"]
+            ys, xs = np.nonzero(mask)
+            assert [x, y, x + w, y + h] == [xs.min(), ys.min(), xs.max(), ys.max()]
+        assert record["crop_box"] == [0, 0, 56, 40]
+        assert set(record) == {
+            "segmentation", "area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box"
+        }
+    # The supplied predictor's embedding was reused and left in place.
+    assert predictor.holds_image(image)

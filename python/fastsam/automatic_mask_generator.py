@@ -81,8 +81,9 @@ class SamAutomaticMaskGenerator:
             exclusive with points_per_side.
           min_mask_region_area (int): if > 0, fill holes / remove islands smaller than this (pixels).
           output_mode (str): "binary_mask", "uncompressed_rle" or "coco_rle".
-          predictor (SamPredictor | None): keyword-only; a predictor for ``model`` to use, e.g. one
-            that already holds the image's embedding (reused instead of re-encoding).
+          predictor (SamPredictor | None): keyword-only; a predictor for ``model`` that may already
+            hold the image's embedding: when it holds exactly a crop's image, its embedding is reused
+            instead of re-encoding. It is never modified; other crops use the generator's own.
         """
         if (points_per_side is None) == (point_grids is None):
             raise ValueError(
@@ -111,13 +112,12 @@ class SamAutomaticMaskGenerator:
         else:
             self.point_grids = _check_point_grids(point_grids, crop_n_layers)
 
-        if predictor is None:
-            predictor = SamPredictor(model)
-        elif not isinstance(predictor, SamPredictor):
+        if predictor is not None and not isinstance(predictor, SamPredictor):
             raise TypeError(f"predictor must be a SamPredictor, got {type(predictor).__name__}")
-        elif predictor.model is not model:
+        if predictor is not None and predictor.model is not model:
             raise ValueError("predictor must wrap the same model that is passed as model")
-        self.predictor = predictor
+        self.predictor = SamPredictor(model)
+        self._external_predictor = predictor
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
@@ -220,22 +220,25 @@ class SamAutomaticMaskGenerator:
         x0, y0, x1, y1 = crop_box
         cropped_im = image[y0:y1, x0:x1, :]
         cropped_im_size = cropped_im.shape[:2]
-        # Reuse an embedding the predictor already holds for this exact crop (e.g. the whole
-        # image set by the caller); otherwise embed it here and release it afterwards.
-        embedded_here = not self.predictor.holds_image(cropped_im)
+        # Reuse an embedding already held for this exact crop (e.g. the whole image, set by the
+        # caller); otherwise embed it with our own predictor and release it afterwards.
+        predictor = self.predictor
+        if self._external_predictor is not None and self._external_predictor.holds_image(cropped_im):
+            predictor = self._external_predictor
+        embedded_here = not predictor.holds_image(cropped_im)
         if embedded_here:
-            self.predictor.set_image(cropped_im)
+            predictor.set_image(cropped_im)
         try:
             points_scale = np.array(cropped_im_size)[None, ::-1]
             points_for_image = self.point_grids[crop_layer_idx] * points_scale
             data = MaskData()
             for (points,) in batch_iterator(self.points_per_batch, points_for_image):
-                data.cat(self._process_batch(points, cropped_im_size, crop_box, orig_size))
+                data.cat(self._process_batch(predictor, points, cropped_im_size, crop_box, orig_size))
                 if bar is not None:
                     bar.update(1)
         finally:
             if embedded_here:
-                self.predictor.reset_image()
+                predictor.reset_image()
 
         if len(data) == 0 or len(data["rles"]) == 0:
             return _empty_mask_data()
@@ -253,17 +256,18 @@ class SamAutomaticMaskGenerator:
 
     def _process_batch(
         self,
+        predictor: SamPredictor,
         points: np.ndarray,
         im_size: tuple[int, ...],
         crop_box: list[int],
         orig_size: tuple[int, ...],
     ) -> MaskData:
         orig_h, orig_w = orig_size
-        transformed_points = self.predictor.transform.apply_coords(points, im_size)
+        transformed_points = predictor.transform.apply_coords(points, im_size)
         # float64 points, as the reference passes them (the prompt encoder casts after scaling).
-        in_points = torch.as_tensor(transformed_points, device=self.predictor.device)
+        in_points = torch.as_tensor(transformed_points, device=predictor.device)
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        low_res_masks, iou_preds = self.predictor._predict_low_res(
+        low_res_masks, iou_preds = predictor._predict_low_res(
             in_points[:, None, :], in_labels[:, None], None, None, multimask_output=True
         )
         num_per_point = low_res_masks.shape[1]
@@ -282,16 +286,16 @@ class SamAutomaticMaskGenerator:
         kept = []
         for start in range(0, len(data["iou_preds"]), _UPSCALE_CHUNK):
             chunk = data["low_res_masks"][start : start + _UPSCALE_CHUNK]
-            masks = self.predictor.model.postprocess_masks(
-                chunk[:, None, :, :], self.predictor.input_size, self.predictor.original_size
+            masks = predictor.model.postprocess_masks(
+                chunk[:, None, :, :], predictor.input_size, predictor.original_size
             )[:, 0]
             scores = calculate_stability_score(
-                masks, self.predictor.model.mask_threshold, self.stability_score_offset
+                masks, predictor.model.mask_threshold, self.stability_score_offset
             )
             keep = torch.ones_like(scores, dtype=torch.bool)
             if self.stability_score_thresh > 0.0:
                 keep = scores >= self.stability_score_thresh
-            binary = masks[keep] > self.predictor.model.mask_threshold
+            binary = masks[keep] > predictor.model.mask_threshold
             del masks
             chunk_boxes = batched_mask_to_box(binary).to(torch.int64)
             # Drop masks touching a crop edge that is not an image edge.

@@ -150,7 +150,7 @@ def mask_to_rle_pytorch(tensor: torch.Tensor) -> list[dict[str, Any]]:
         raise ValueError(f"masks must have shape (B, H, W), got {tuple(tensor.shape)}")
     _, h, w = tensor.shape
     # Column-major flattening as numpy makes each mask's run search one vectorised pass.
-    flat = tensor.detach().cpu().to(torch.bool).permute(0, 2, 1).reshape(tensor.shape[0], -1).numpy()
+    flat = tensor.detach().cpu().to(torch.bool).permute(0, 2, 1).reshape(tensor.shape[0], h * w).numpy()
     out = []
     for row in flat:
         change = np.flatnonzero(row[1:] != row[:-1]) + 1
