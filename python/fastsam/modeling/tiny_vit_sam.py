@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm2d
@@ -294,8 +293,10 @@ class TinyViTBlock(nn.Module):
         pad_r = (ws - width % ws) % ws
         if pad_b > 0 or pad_r > 0:
             # Zero tokens are padded before the attention's own LayerNorm and are not masked,
-            # exactly as in the official code.
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+            # exactly as in the official code. Concatenating zeros instead of F.pad keeps the
+            # legacy ONNX exporter from warning about its padding-flip Slice.
+            x = torch.cat([x, x.new_zeros(batch, height, pad_r, chans)], dim=2)
+            x = torch.cat([x, x.new_zeros(batch, pad_b, width + pad_r, chans)], dim=1)
         padded_h, padded_w = height + pad_b, width + pad_r
         n_h, n_w = padded_h // ws, padded_w // ws
         x = x.view(batch, n_h, ws, n_w, ws, chans).transpose(2, 3).reshape(batch * n_h * n_w, ws * ws, chans)
