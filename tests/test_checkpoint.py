@@ -19,7 +19,8 @@ def test_missing_checkpoint_names_the_path(tmp_path):
 def test_corrupt_checkpoint_raises_runtime_error(tmp_path):
     path = tmp_path / "corrupt.pth"
     path.write_bytes(os.urandom(4096))
-    with pytest.raises(RuntimeError, match=r"could not read checkpoint .*corrupt.pth: .*expected a state dict saved with torch.save"):
+    expected = r"could not read checkpoint .*corrupt.pth: .*expected a state dict saved with torch.save"
+    with pytest.raises(RuntimeError, match=expected):
         build_sam("vit_t", checkpoint=path)
 
 
@@ -76,5 +77,6 @@ def test_model_type_is_recognised_from_keys(model_type):
 
 
 def test_unknown_model_type_lists_valid_types():
-    with pytest.raises(ValueError, match=r"unknown model_type 'vit_x'; expected one of 'vit_t', 'vit_b', 'vit_l', 'vit_h', 'default'"):
+    expected = r"unknown model_type 'vit_x'; expected one of 'vit_t', 'vit_b', 'vit_l', 'vit_h', 'default'"
+    with pytest.raises(ValueError, match=expected):
         build_sam("vit_x")

@@ -129,7 +129,8 @@ def test_decoder_matches_official_on_golden_embedding(fixture_model, predictor_g
                 low_res, iou = fixture_model.mask_decoder(
                     embedding, fixture_model.prompt_encoder.get_dense_pe(), sparse, dense, multimask
                 )
-                masks = fixture_model.postprocess_masks(low_res, input_size, original_size) > fixture_model.mask_threshold
+                logits = fixture_model.postprocess_masks(low_res, input_size, original_size)
+                masks = logits > fixture_model.mask_threshold
             worst_logit = max(worst_logit, np.abs(low_res[0].numpy() - predictor_golden[key + "low_res_logits"]).max())
             worst_iou = max(worst_iou, np.abs(iou[0].numpy() - predictor_golden[key + "iou_predictions"]).max())
             assert (masks[0].numpy() != predictor_golden[key + "masks"]).mean() <= 1e-3, key
@@ -172,7 +173,8 @@ def test_vit_parameter_counts_match_official(model_type):
 
 
 @pytest.mark.parametrize(
-    "model_type", ["vit_b", pytest.param("vit_l", marks=pytest.mark.slow), pytest.param("vit_h", marks=pytest.mark.slow)]
+    "model_type",
+    ["vit_b", pytest.param("vit_l", marks=pytest.mark.slow), pytest.param("vit_h", marks=pytest.mark.slow)],
 )
 def test_vit_forward_on_small_input(model_type):
     # Real depth and width at a 160 px input (10x10 patches, padded to one 14x14 window).

@@ -57,9 +57,8 @@ def test_torch_coords_agree_with_numpy(transform):
     assert ours.dtype == torch.float32
     np.testing.assert_allclose(ours.numpy(), transform.apply_coords(coords, size), rtol=1e-6)
     boxes = np.array([[5.0, 6.0, 700.0, 800.0]])
-    np.testing.assert_allclose(
-        transform.apply_boxes_torch(torch.from_numpy(boxes), size).numpy(), transform.apply_boxes(boxes, size), rtol=1e-6
-    )
+    torch_boxes = transform.apply_boxes_torch(torch.from_numpy(boxes), size).numpy()
+    np.testing.assert_allclose(torch_boxes, transform.apply_boxes(boxes, size), rtol=1e-6)
 
 
 def test_apply_image_torch_is_close_to_pil_resize(transform, fixture_images):

@@ -41,7 +41,10 @@ class ImageEncoderViT(nn.Module):
         self.img_size = img_size
         grid = img_size // patch_size
         self.patch_embed = PatchEmbed(
-            kernel_size=(patch_size, patch_size), stride=(patch_size, patch_size), in_chans=in_chans, embed_dim=embed_dim
+            kernel_size=(patch_size, patch_size),
+            stride=(patch_size, patch_size),
+            in_chans=in_chans,
+            embed_dim=embed_dim,
         )
         self.pos_embed: nn.Parameter | None = None
         if use_abs_pos:
@@ -207,7 +210,8 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     max_rel_dist = int(2 * max(q_size, k_size) - 1)
     # Under tracing the sizes are the construction-time ones, whose tables always fit.
     if not torch.jit.is_tracing() and rel_pos.shape[0] != max_rel_dist:
-        resized = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_rel_dist, mode="linear")
+        table = rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1)
+        resized = F.interpolate(table, size=max_rel_dist, mode="linear")
         resized = resized.reshape(-1, max_rel_dist).permute(1, 0)
     else:
         resized = rel_pos

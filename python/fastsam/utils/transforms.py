@@ -35,7 +35,10 @@ class ResizeLongestSide:
         return np.array(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
 
     def apply_coords(self, coords: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
-        """Arguments: coords (..., 2) XY in the original image of size (H, W). Returns: float64 coords in the resized frame."""
+        """Arguments: coords (..., 2) XY in the original image of size (H, W).
+
+        Returns: float64 coords in the resized frame.
+        """
         old_h, old_w = original_size
         new_h, new_w = self.get_preprocess_shape(old_h, old_w, self.target_length)
         coords = deepcopy(coords).astype(float)
