@@ -1,0 +1,105 @@
+"""``sam-export``: checkpoint -> encoder.onnx, decoder.onnx, decoder_batched.onnx, manifest.json (+ variants)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..build_sam import sam_model_registry
+
+
+def _load_model(model_type: str, checkpoint: str | None, random_weights: bool):
+    from ..build_sam import build_sam
+
+    if checkpoint is None and not random_weights:
+        raise click.UsageError("give --checkpoint PATH (or --random-weights to export an untrained model on purpose)")
+    if checkpoint is not None and random_weights:
+        raise click.UsageError("--checkpoint and --random-weights exclude each other")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise click.ClickException(f"checkpoint file {checkpoint} not found")
+    if random_weights:
+        click.secho(
+            "warning: --random-weights: exporting a model with RANDOM weights; its masks are meaningless.",
+            fg="yellow",
+            err=True,
+        )
+    try:
+        model = build_sam(model_type, checkpoint=checkpoint)
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
+        # e.g. a vit_b checkpoint loaded as vit_t: the loader names the mismatching keys/shapes.
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise click.ClickException(f"cannot load {checkpoint} as {model_type}: {message}") from err
+    return model.eval()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Official (mobile_sam.pt, sam_vit_*.pth) or fastsam-trained checkpoint.")
+@click.option("--random-weights", is_flag=True, help="Export an untrained model (no --checkpoint); for testing only.")
+@click.option("--model-type", type=click.Choice(sorted(sam_model_registry)), default="vit_t", show_default=True,
+              help="Architecture of the checkpoint (vit_t = MobileSAM TinyViT).")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the .onnx files and manifest.json (created if missing).")
+@click.option("--quantize", is_flag=True, help="Also write int8 variants (static QDQ encoder, dynamic decoders) with an accuracy report.")
+@click.option("--calib-dir", type=click.Path(path_type=Path), default=None,
+              help="Calibration images for --quantize/--tensorrt int8 (default: generated synthetic scenes).")
+@click.option("--calib-count", type=click.IntRange(1, 512), default=8, show_default=True,
+              help="How many calibration images to use.")
+@click.option("--fp16", is_flag=True, help="Also write encoder.fp16.onnx (mixed precision; sensitive ops kept in float32).")
+@click.option("--tensorrt", is_flag=True, help="Also build encoder.engine / decoder.engine with TensorRT (needs a GPU).")
+@click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset.")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim graph simplification.")
+@click.option("--allow-mismatch", is_flag=True, help="Keep the files even if the parity gate finds outputs beyond tolerance.")
+def main(checkpoint, random_weights, model_type, output_dir, quantize, calib_dir, calib_count, fp16, tensorrt,
+         opset, no_simplify, allow_mismatch):
+    """Export a SAM checkpoint to ONNX for the fastsam C++ runtime (and any SAM ONNX tool)."""
+    from ..export import calibration
+    from ..export.pipeline import ExportOptions, ParityError, check_output_dir, run_export
+
+    try:
+        check_output_dir(output_dir)
+    except OSError as err:
+        raise click.ClickException(str(err)) from err
+    if calib_dir is not None:
+        try:
+            calibration.list_image_files(calib_dir)
+        except (FileNotFoundError, ValueError) as err:
+            raise click.ClickException(str(err)) from err
+        if not (quantize or tensorrt):
+            click.secho("warning: --calib-dir is only used with --quantize or --tensorrt", fg="yellow", err=True)
+    if tensorrt:
+        from ..export.tensorrt_engine import TensorRTUnavailable, require_tensorrt
+
+        try:
+            require_tensorrt()
+        except TensorRTUnavailable as err:
+            raise click.ClickException(str(err)) from err
+
+    start = time.perf_counter()
+    click.echo(f"loading {model_type} from {checkpoint or 'random weights'} ...")
+    sam = _load_model(model_type, checkpoint, random_weights)
+    options = ExportOptions(
+        output_dir=output_dir,
+        model_type=model_type,
+        opset=opset,
+        simplify=not no_simplify,
+        allow_mismatch=allow_mismatch,
+        quantize=quantize,
+        calib_dir=calib_dir,
+        calib_count=calib_count,
+        fp16=fp16,
+        tensorrt=tensorrt,
+        extra_manifest={"checkpoint": Path(checkpoint).name if checkpoint else None},
+    )
+    try:
+        run_export(sam, options, log=click.echo)
+    except ParityError as err:
+        raise click.ClickException(str(err)) from err
+    except (ValueError, FileNotFoundError, PermissionError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"sam-export finished in {time.perf_counter() - start:.0f} s: {output_dir}")
+
+
+if __name__ == "__main__":
+    main()

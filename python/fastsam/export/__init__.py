@@ -1,0 +1,1 @@
+"""ONNX export of SAM models: encoder, official-interface decoder, batched decoder, variants, manifest."""

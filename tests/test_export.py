@@ -1,0 +1,243 @@
+"""sam-export: graphs vs the official ONNX decoder and the PyTorch encoder, manifest vs io_spec, CLI errors.
+
+The fixture model is exported ONCE per session (``exported_dir``) through the real CLI and every
+test reads the same files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from fastsam.cli.export import main as export_main
+from fastsam.export import calibration, io_spec, manifest, parity, pipeline
+
+
+def _run_cli(args: list[str]):
+    return CliRunner().invoke(export_main, args, catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def exported_dir(tmp_path_factory, fixture_checkpoint) -> Path:
+    out = tmp_path_factory.mktemp("sam_export")
+    result = _run_cli(["--checkpoint", str(fixture_checkpoint), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def export_manifest(exported_dir) -> dict:
+    return manifest.read_manifest(exported_dir)
+
+
+def _session(path: Path):
+    return parity.ort_session(path)
+
+
+def _graph_interface(values) -> list[dict]:
+    type_names = {onnx.TensorProto.FLOAT: "float32"}
+    return [
+        {
+            "name": v.name,
+            "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim],
+            "dtype": type_names.get(v.type.tensor_type.elem_type, str(v.type.tensor_type.elem_type)),
+        }
+        for v in values
+    ]
+
+
+@pytest.mark.slow
+def test_manifest_matches_io_spec_and_graphs(exported_dir, export_manifest):
+    specs = io_spec.model_specs(export_manifest["image_size"])
+    assert set(export_manifest["models"]) == set(io_spec.BASE_MODELS)
+    assert export_manifest["format_version"] == io_spec.FORMAT_VERSION
+    assert export_manifest["pixel_mean"] == [123.675, 116.28, 103.53]
+    assert export_manifest["pixel_std"] == [58.395, 57.12, 57.375]
+    for key, entry in export_manifest["models"].items():
+        spec = specs[key]
+        assert entry["file"] == io_spec.variant_file(key, "fp32")
+        assert entry["inputs"] == [t.to_json() for t in spec.inputs]
+        assert entry["outputs"] == [t.to_json() for t in spec.outputs]
+        path = exported_dir / entry["file"]
+        assert entry["sha256"] == manifest.sha256_file(path)
+        graph = onnx.load(str(path), load_external_data=False).graph
+        initializers = {i.name for i in graph.initializer}
+        assert _graph_interface([v for v in graph.input if v.name not in initializers]) == entry["inputs"]
+        assert _graph_interface(graph.output) == entry["outputs"]
+        assert export_manifest["parity"][key]["ok"] is True
+    for name in ("torch", "onnx", "onnxruntime"):
+        assert export_manifest["versions"][name]
+
+
+@pytest.mark.slow
+def test_decoder_matches_official_onnx_outputs(exported_dir, official_dir, predictor_golden):
+    golden = dict(np.load(official_dir / "onnx_decoder_outputs.npz"))
+    embedding = predictor_golden[f"img{int(golden['image_index'])}__embedding"]
+    session = _session(exported_dir / "decoder.onnx")
+    names = io_spec.decoder_spec().input_names[1:]
+    for prompt in ("p0_point_fg", "p4_box_point_bg"):
+        feed = {name: golden[f"{prompt}__input__{name}"] for name in names}
+        feed[io_spec.IMAGE_EMBEDDINGS] = embedding
+        masks, iou, low_res = session.run(io_spec.decoder_spec().output_names, feed)
+        np.testing.assert_allclose(masks[..., ::8, ::8], golden[f"{prompt}__masks_s8"], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(iou, golden[f"{prompt}__iou_predictions"], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(low_res[..., ::4, ::4], golden[f"{prompt}__low_res_masks_s4"], rtol=0, atol=1e-4)
+        mismatch = int(((masks > 0) != golden[f"{prompt}__masks_gt0"]).sum())
+        assert mismatch <= 20, f"{prompt}: {mismatch} mask pixels differ from the official decoder"
+
+
+@pytest.mark.slow
+def test_encoder_matches_pytorch_embedding_with_dynamic_batch_and_size(exported_dir, fixture_images, predictor_golden):
+    session = _session(exported_dir / "encoder.onnx")
+    landscape = calibration.encoder_input(fixture_images[1])  # 684x1024
+    assert landscape.shape[2:] == tuple(predictor_golden["img1__input_size"])
+    (embedding,) = session.run(None, {io_spec.IMAGE: landscape})
+    np.testing.assert_allclose(embedding, predictor_golden["img1__embedding"], rtol=0, atol=1e-4)
+    portrait = calibration.encoder_input(fixture_images[2])  # 1024x1023
+    (embedding,) = session.run(None, {io_spec.IMAGE: portrait})
+    np.testing.assert_allclose(embedding[..., ::4, ::4], predictor_golden["img2__embedding_s4"], rtol=0, atol=1e-4)
+    (batch,) = session.run(None, {io_spec.IMAGE: np.concatenate([landscape, landscape])})
+    assert batch.shape == (2, 256, 64, 64)
+    np.testing.assert_allclose(batch, np.concatenate([predictor_golden["img1__embedding"]] * 2), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_encoder_matches_pytorch_on_an_image_sensitive_model(tmp_path):
+    """The fixture encoder is almost image-invariant (its embeddings of different photos differ by
+    ~1e-5), so a 1e-4 comparison there cannot catch a graph that ignores its input. A default-init
+    TinyViT is strongly image-dependent: check ORT vs torch on two different images in one batch."""
+    import torch
+
+    from fastsam import build_sam
+    from fastsam.export.onnx_export import export_encoder
+
+    torch.manual_seed(0)
+    sam = build_sam("vit_t").eval()
+    path = export_encoder(sam, tmp_path / "encoder.onnx")
+    assert not any(m.training for m in sam.modules())
+    from PIL import Image
+
+    scenes = [Image.fromarray(calibration.generate_image(seed)).resize((1024, 683)) for seed in (1, 7)]
+    batch = np.stack([np.asarray(scene, dtype=np.float32).transpose(2, 0, 1) for scene in scenes])
+    (got,) = _session(path).run(None, {io_spec.IMAGE: batch})
+    expected = parity.torch_embedding(sam, batch)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    assert np.abs(expected[0] - expected[1]).max() > 0.5  # the comparison can see the input
+
+
+@pytest.mark.slow
+def test_decoder_batched_equals_decoder_prompt_by_prompt(exported_dir, predictor_golden):
+    embedding = predictor_golden["img1__embedding"]
+    single = _session(exported_dir / "decoder.onnx")
+    batched = _session(exported_dir / "decoder_batched.onnx")
+    for seed, with_mask in ((0, False), (1, True)):
+        prompts = parity.random_prompts(seed, num_prompts=6, num_points=4, with_mask=with_mask)
+        iou_b, low_b = batched.run(None, {io_spec.IMAGE_EMBEDDINGS: embedding, **prompts})
+        assert iou_b.shape == (6, 4) and low_b.shape == (6, 4, 256, 256)
+        for b in range(6):
+            feed = {name: prompts[name][b : b + 1] for name in (io_spec.POINT_COORDS, io_spec.POINT_LABELS, io_spec.MASK_INPUT)}
+            feed.update({io_spec.IMAGE_EMBEDDINGS: embedding, io_spec.HAS_MASK_INPUT: prompts[io_spec.HAS_MASK_INPUT],
+                         io_spec.ORIG_IM_SIZE: np.array([534.0, 800.0], dtype=np.float32)})
+            _, iou, low_res = single.run(None, feed)
+            np.testing.assert_allclose(iou_b[b : b + 1], iou, rtol=0, atol=1e-5)
+            np.testing.assert_allclose(low_b[b : b + 1], low_res, rtol=0, atol=1e-4)
+        # Different prompts give different masks: the batch is not one prompt repeated.
+        assert np.abs(low_b[0] - low_b[1]).max() > 1e-2
+
+
+@pytest.mark.slow
+def test_parity_gate_failure_exits_nonzero_and_writes_no_manifest(tmp_path, fixture_checkpoint, monkeypatch):
+    monkeypatch.setitem(parity.TOLERANCES, "fp32", 1e-12)
+    result = _run_cli(["--checkpoint", str(fixture_checkpoint), "--output-dir", str(tmp_path), "--no-simplify"])
+    assert result.exit_code == 1
+    assert "parity gate failed" in result.output and "max|diff|" in result.output and "MISMATCH" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_allow_mismatch_keeps_going_with_a_warning():
+    bad = parity.ParityCheck("encoder", "noise", "image_embeddings", max_abs=1.0, tolerance=1e-4)
+    lines = []
+    with pytest.raises(pipeline.ParityError, match="encoder/image_embeddings"):
+        pipeline._gate([bad], pipeline.ExportOptions(output_dir=Path(".")), lines.append)
+    lines.clear()
+    pipeline._gate([bad], pipeline.ExportOptions(output_dir=Path("."), allow_mismatch=True), lines.append)
+    assert any("MISMATCH" in line for line in lines) and "--allow-mismatch" in lines[-1]
+
+
+def _assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in error_lines[0], result.output
+
+
+def test_cli_missing_checkpoint(tmp_path):
+    result = _run_cli(["--checkpoint", str(tmp_path / "nope.pth"), "--output-dir", str(tmp_path / "out")])
+    _assert_one_line_error(result, "nope.pth", "not found")
+
+
+def test_cli_requires_checkpoint_or_random_weights(tmp_path):
+    result = _run_cli(["--output-dir", str(tmp_path / "out")])
+    _assert_one_line_error(result, "--checkpoint", "--random-weights")
+
+
+def test_cli_wrong_model_type_for_checkpoint(tmp_path, fixture_checkpoint):
+    result = _run_cli(["--checkpoint", str(fixture_checkpoint), "--model-type", "vit_b", "--output-dir", str(tmp_path)])
+    _assert_one_line_error(result, "vit_b", fixture_checkpoint.name)
+
+
+def test_cli_unwritable_output_dir(tmp_path, fixture_checkpoint):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = _run_cli(["--checkpoint", str(fixture_checkpoint), "--output-dir", str(blocker / "out")])
+    _assert_one_line_error(result, "output directory", "not writable")
+
+
+def test_cli_empty_calibration_dir(tmp_path, fixture_checkpoint):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    (calib / "notes.txt").write_text("no images here")
+    result = _run_cli(["--checkpoint", str(fixture_checkpoint), "--output-dir", str(tmp_path / "out"),
+                       "--quantize", "--calib-dir", str(calib)])
+    _assert_one_line_error(result, "calib", "contains no images")
+
+
+def test_cli_tensorrt_without_gpu_is_one_line_error(tmp_path, fixture_checkpoint):
+    pytest.importorskip("torch")
+    from fastsam.export.tensorrt_engine import TensorRTUnavailable, require_tensorrt
+
+    try:
+        require_tensorrt()
+    except TensorRTUnavailable:
+        pass
+    else:
+        pytest.skip("TensorRT and a GPU are available here")
+    result = _run_cli(["--checkpoint", str(fixture_checkpoint), "--output-dir", str(tmp_path), "--tensorrt"])
+    _assert_one_line_error(result, "--tensorrt")
+    assert not (tmp_path / "encoder.onnx").exists()  # failed before spending minutes on the export
+
+
+def test_manifest_reader_rejects_foreign_directories(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        manifest.read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 99, "models": {"encoder": {}}}))
+    with pytest.raises(ValueError, match="format_version"):
+        manifest.read_manifest(tmp_path)
+
+
+def test_io_spec_variant_names():
+    assert io_spec.variant_file("encoder", "int8") == "encoder.int8.onnx"
+    assert io_spec.variant_key("decoder_batched", "fp16") == "decoder_batched_fp16"
+    assert io_spec.variant_file("decoder", "fp32") == "decoder.onnx"
+    with pytest.raises(ValueError, match="precision"):
+        io_spec.variant_key("encoder", "int4")
+    with pytest.raises(ValueError, match="unknown model"):
+        io_spec.variant_file("prompt_encoder", "fp32")
+    assert io_spec.decoder_batched_spec().dynamic_axes()["point_coords"] == {0: "num_prompts", 1: "num_points"}
