@@ -20,7 +20,16 @@ def test_corrupt_checkpoint_raises_runtime_error(tmp_path):
     path = tmp_path / "corrupt.pth"
     path.write_bytes(os.urandom(4096))
     expected = r"could not read checkpoint .*corrupt.pth: .*expected a state dict saved with torch.save"
-    with pytest.raises(RuntimeError, match=expected):
+    with pytest.raises(RuntimeError, match=expected) as info:
+        build_sam("vit_t", checkpoint=path)
+    # torch's own advice (retry with weights_only=False, i.e. run arbitrary pickled code) is not repeated.
+    assert "weights_only" not in str(info.value)
+
+
+def test_truncated_checkpoint_raises_runtime_error(fixture_checkpoint, tmp_path):
+    path = tmp_path / "truncated.pth"
+    path.write_bytes(fixture_checkpoint.read_bytes()[:1_000_000])
+    with pytest.raises(RuntimeError, match=r"could not read checkpoint .*truncated.pth: .*torch.save"):
         build_sam("vit_t", checkpoint=path)
 
 

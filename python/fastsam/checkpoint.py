@@ -28,9 +28,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RuntimeError(
-            f"could not read checkpoint {path}: {reason}; expected a state dict saved with torch.save"
+            f"could not read checkpoint {path}: {_load_failure_reason(exc)}; "
+            "expected a state dict saved with torch.save"
         ) from exc
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
         loaded = loaded["model"]
@@ -42,6 +42,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "parameter names to tensors; expected a state dict saved with torch.save"
         )
     return loaded
+
+
+def _load_failure_reason(exc: Exception) -> str:
+    """One line saying why torch.load failed, without torch's advice to disable weights_only."""
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = next((line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()), "")
+        return f"not a tensors-only torch.save file (unpickler: {detail or 'unsupported content'})"
+    if not text:
+        return type(exc).__name__
+    # First sentence of the first line: torch appends paragraphs of generic advice.
+    return text.splitlines()[0].split(". ")[0].rstrip(".")
 
 
 def guess_model_type(state_dict: dict[str, torch.Tensor]) -> str | None:
