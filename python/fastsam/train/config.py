@@ -94,7 +94,9 @@ class TrainConfig:
     box_jitter: float = 0.1  # max box-corner shift as a fraction of box side (training only)
     num_pos_points: int = 0
     num_neg_points: int = 0
-    multimask_output: bool = True  # train 3 masks per prompt, keep the lowest-loss one
+    # True: 3 candidate masks per prompt, the lowest-loss one trained (SAM does this for ambiguous single-point
+    # prompts); False: the single-mask output, which is what SamPredictor returns for a box prompt.
+    multimask_output: bool = False
     augment: bool = False  # random horizontal flip (disables the embedding cache)
     # model
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
@@ -110,7 +112,7 @@ class TrainConfig:
     num_workers: int = 0
     learning_rate: float = 1e-4
     weight_decay: float = 1e-2
-    grad_clip: Optional[float] = 1.0
+    grad_clip: Optional[float] = None  # max global grad norm; None = no clipping
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     amp: Literal["off", "bf16", "fp16"] = "off"

@@ -1,0 +1,54 @@
+"""``sam-train``: finetune a SAM student from a JSON config, or run the built-in demo pipeline.
+
+Single process:  sam-train --config models/configs/mobilesam_decoder_only.json --set num_epochs=3
+Several GPUs or CPU processes (DistributedDataParallel; batch_size is the global batch):
+  torchrun --nproc_per_node 2 $(which sam-train) --config ...
+No data of your own:  sam-train --demo   (synthetic data -> decoder-only finetune -> validate -> segment)
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="JSON training config (see models/configs/). Required unless --demo.")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Continue from a run's latest_model.pth (or best_model.pth).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key; dotted keys reach nested objects, values are JSON "
+                   "(e.g. --set freeze.image_encoder=true).")
+@click.option("--demo", is_flag=True, help="Generate a synthetic dataset, finetune the mask decoder on it with "
+              "cached embeddings, validate, and segment a validation image with the result.")
+@click.option("--output-dir", default="runs", show_default=True, help="Where --demo writes its data and run folder.")
+def main(config_path: str | None, resume: str | None, overrides: tuple[str, ...], demo: bool, output_dir: str) -> None:
+    """Train a Segment Anything student as described by --config (or run --demo)."""
+    from ..train.config import ConfigError, load_config
+    from ..train.trainer import train
+
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s")
+    if demo == (config_path is not None):
+        raise click.UsageError("give either --config PATH or --demo")
+    try:
+        if demo:
+            from ..train.demo import run_demo
+
+            record = run_demo(output_dir, list(overrides))
+            click.echo(f"demo done: val mIoU {record['val_miou']:.4f} (best {record['best_miou']:.4f}); "
+                       f"segmented validation image: {record['segmented_image']}")
+            return
+        cfg = load_config(config_path, list(overrides))
+        record = train(cfg, resume=resume)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    if rank == 0 and record:
+        click.echo(f"done: val mIoU {record['val_miou']:.4f} (best {record['best_miou']:.4f}); "
+                   f"run folder {cfg.run_dir}")
+
+
+if __name__ == "__main__":
+    main()

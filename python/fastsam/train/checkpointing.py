@@ -1,0 +1,59 @@
+"""Training checkpoints: one dict (model, optimizer, scheduler, scaler, epoch, step, RNG, config, metrics),
+written atomically so a kill never leaves a half-written file."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch RNG states in types torch.load(weights_only=True) accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomic(obj: dict, path: str | Path) -> Path:
+    """torch.save to a temporary file in the same folder, then rename over `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_training_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by the trainer (needs the full dict, not only weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"could not read --resume checkpoint {path}: {str(err).splitlines()[0]}") from err
+    needed = ("model", "optimizer", "scheduler", "epoch", "step", "rng", "config")
+    missing = [k for k in needed if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ValueError(f"{path} is not a sam-train checkpoint (missing {', '.join(missing)}); "
+                         "--resume needs latest_model.pth or best_model.pth from a run folder")
+    return ckpt

@@ -1,0 +1,47 @@
+"""Building the student: registry architecture at the run's image size, optional IoU-head shape, weights."""
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from ..build_sam import sam_model_registry
+from ..checkpoint import load_checkpoint, read_state_dict
+from ..modeling.mask_decoder import MLP
+from .config import TrainConfig
+
+logger = logging.getLogger("fastsam.train")
+
+_IOU_HEAD_PREFIX = "mask_decoder.iou_prediction_head."
+
+
+def build_student(cfg: TrainConfig) -> nn.Module:
+    """The student Sam for `cfg`, with `cfg.checkpoint` loaded (strictly, except a resized IoU head).
+
+    Without a checkpoint the weights are random and a loud warning is logged. When iou_head_depth /
+    iou_head_hidden_dim differ from the official 3 / 256, the IoU head is rebuilt and its weights
+    from the checkpoint are skipped (it trains from scratch).
+    """
+    model = sam_model_registry[cfg.model_type](checkpoint=None, image_size=cfg.img_size)
+    decoder = model.mask_decoder
+    custom_head = (cfg.iou_head_depth, cfg.iou_head_hidden_dim) != (3, 256)
+    if custom_head:
+        decoder.iou_prediction_head = MLP(decoder.transformer_dim, cfg.iou_head_hidden_dim, decoder.num_mask_tokens,
+                                          cfg.iou_head_depth)
+    if cfg.checkpoint is None:
+        logger.warning("=" * 72)
+        logger.warning("NO CHECKPOINT: the student %s starts from RANDOM weights. Set 'checkpoint' to "
+                       "mobile_sam.pt / sam_vit_*.pth to finetune real weights.", cfg.model_type)
+        logger.warning("=" * 72)
+    elif custom_head:
+        state = {k: v for k, v in read_state_dict(cfg.checkpoint).items() if not k.startswith(_IOU_HEAD_PREFIX)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        wrong = [k for k in missing if not k.startswith(_IOU_HEAD_PREFIX)] + list(unexpected)
+        if wrong:
+            raise ValueError(f"checkpoint {cfg.checkpoint} does not match model type {cfg.model_type!r}: "
+                             f"{len(wrong)} missing/unexpected keys, e.g. {wrong[:5]}")
+        logger.warning("IoU head rebuilt with depth %d, hidden %d: its checkpoint weights are not used",
+                       cfg.iou_head_depth, cfg.iou_head_hidden_dim)
+    else:
+        load_checkpoint(model, cfg.checkpoint, cfg.model_type)
+    return model

@@ -1,0 +1,89 @@
+"""What a run writes for people: training_log.txt (via logging), metrics.jsonl, curves PNG, overlays."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..image_io import write_png
+from ..visualize import overlay_masks
+
+
+class RunOutputs:
+    """Appends to the run folder's metrics file, redraws the curves, writes overlays."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    def attach_log_file(self) -> logging.Handler:
+        """Send the fastsam loggers (epoch lines, bad-sample and random-init warnings) to training_log.txt."""
+        handler = logging.FileHandler(self.run_dir / "training_log.txt")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        root = logging.getLogger("fastsam")
+        root.addHandler(handler)
+        if root.getEffectiveLevel() > logging.INFO:
+            root.setLevel(logging.INFO)  # the epoch lines are INFO; the file must hold them
+        return handler
+
+    def metrics(self, record: dict) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics_after(self, epoch: int) -> None:
+        """On resume, drop records of epochs the killed run logged after its last checkpoint."""
+        kept = [r for r in self.read_metrics() if r["epoch"] <= epoch]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def plot_curves(self) -> Path:
+        """Loss and val mIoU per epoch as curves.png (matplotlib, Agg backend: no display needed)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        records = self.read_metrics()
+        fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 4))
+        train = [r for r in records if r.get("train_loss") is not None]
+        ax_loss.plot([r["epoch"] for r in train], [r["train_loss"] for r in train], marker="o", label="train loss")
+        ax_loss.set_xlabel("epoch")
+        ax_loss.set_title("training loss")
+        ax_loss.legend()
+        ax_iou.plot([r["epoch"] for r in records], [r["val_miou"] for r in records], marker="o", label="val mIoU")
+        ax_iou.plot([r["epoch"] for r in records], [r["val_dice"] for r in records], marker="s", label="val Dice")
+        ax_iou.set_xlabel("epoch (-1 = before training)")
+        ax_iou.set_ylim(0, 1)
+        ax_iou.set_title("validation")
+        ax_iou.legend()
+        fig.tight_layout()
+        path = self.run_dir / "curves.png"
+        tmp = path.with_name(".curves.tmp.png")
+        fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        tmp.replace(path)
+        return path
+
+    def overlays(self, previews: list[dict], epoch: int) -> list[Path]:
+        """Write ground truth (left) next to prediction with its box prompt (right) per preview image.
+
+        Arguments:
+          previews: dicts with image (H, W, 3) uint8, gt (N, H, W) bool, pred (N, H, W) bool, boxes (N, 4) or None
+            in original-image pixels.
+        """
+        folder = self.run_dir / "overlays"
+        paths = []
+        for i, p in enumerate(previews):
+            boxes = [] if p["boxes"] is None else p["boxes"].tolist()
+            left = overlay_masks(p["image"], list(p["gt"]), boxes=boxes)
+            right = overlay_masks(p["image"], list(p["pred"]), boxes=boxes)
+            gap = np.full((p["image"].shape[0], 8, 3), 255, dtype=np.uint8)
+            paths.append(write_png(folder / f"best_epoch{epoch:03d}_val{i}.png", np.concatenate([left, gap, right], 1)))
+        return paths

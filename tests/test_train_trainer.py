@@ -1,0 +1,118 @@
+"""The training loop on small real models: learning, checkpoints, resume equivalence, outputs, CLI errors.
+
+Everything runs vit_t built at a small input size with the image encoder frozen (embeddings cached),
+so a step is a mask-decoder step; one torch thread keeps it fast on a shared 2-core machine.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from fastsam.data.synthetic import generate_synthetic_dataset
+from fastsam.train.config import config_from_dict
+
+
+@pytest.fixture()
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    return generate_synthetic_dataset(tmp_path_factory.mktemp("syn"), num_train=16, num_val=6, size=128, seed=0)
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory):
+    return generate_synthetic_dataset(tmp_path_factory.mktemp("small"), num_train=4, num_val=2, size=64,
+                                      objects=(2, 3), seed=3)
+
+
+def _cfg(root, out, **extra):
+    data = dict(
+        output_dir=str(out), train_img_dir=str(root / "train/images"), train_mask_dir=str(root / "train/masks"),
+        val_img_dir=str(root / "val/images"), val_mask_dir=str(root / "val/masks"), img_size=64,
+        freeze={"image_encoder": True, "prompt_encoder": True}, batch_size=2, num_epochs=2,
+        learning_rate=1e-3, num_val_overlays=1, seed=0,
+    )
+    data.update(extra)
+    return config_from_dict(data)
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_run_folder_checkpoint_layout_and_outputs(small_root, tmp_path, one_thread):
+    from fastsam.build_sam import build_sam_vit_t
+    from fastsam.train.trainer import train
+
+    cfg = _cfg(small_root, tmp_path, num_epochs=1, iou_head_depth=3)
+    record = train(cfg)
+    run = cfg.run_dir
+    for name in ("config.json", "latest_model.pth", "best_model.pth", "training_log.txt", "metrics.jsonl", "curves.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "overlays").glob("best_epoch000_val0.png"))
+    ckpt = torch.load(run / "latest_model.pth", map_location="cpu", weights_only=False)
+    for key in ("model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng", "config", "metrics"):
+        assert key in ckpt, key
+    assert ckpt["config"] == cfg.to_dict() and ckpt["epoch"] == 0 and ckpt["step"] == 2
+    assert ckpt["metrics"]["val_miou"] == pytest.approx(record["val_miou"])
+    # The "model" entry is an official-layout state dict: the stock loader takes the whole file.
+    model = build_sam_vit_t(checkpoint=run / "latest_model.pth", image_size=64)
+    assert torch.equal(model.mask_decoder.mask_tokens.weight, ckpt["model"]["mask_decoder.mask_tokens.weight"])
+    log = (run / "training_log.txt").read_text()
+    assert "RANDOM weights" in log and "epoch 1/1: loss" in log and "val mIoU" in log
+    assert [r["epoch"] for r in _metrics(run)] == [-1, 0]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_matches_unbroken_run(small_root, tmp_path, one_thread):
+    from fastsam.train.trainer import train
+
+    unbroken = _cfg(small_root, tmp_path, run_name="unbroken", num_epochs=3, box_jitter=0.2)
+    final = train(unbroken)
+    broken = _cfg(small_root, tmp_path, run_name="broken", num_epochs=3, box_jitter=0.2)
+    train(broken, stop_after_epoch=0)  # the "kill": the process ends after epoch 0's checkpoint
+    resumed = train(broken, resume=broken.run_dir / "latest_model.pth")
+    assert resumed["step"] == final["step"] == 6
+    assert resumed["val_miou"] == final["val_miou"] and resumed["train_loss"] == final["train_loss"]
+    a = torch.load(unbroken.run_dir / "latest_model.pth", map_location="cpu", weights_only=False)
+    b = torch.load(broken.run_dir / "latest_model.pth", map_location="cpu", weights_only=False)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert [r["epoch"] for r in _metrics(broken.run_dir)] == [-1, 0, 1, 2]
+
+
+def test_cli_reports_config_errors(tmp_path):
+    from fastsam.cli.train import main
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"train_img_dir": str(tmp_path / "missing_images"), "train_mask_dir": str(tmp_path),
+                               "checkpoint": str(tmp_path / "nope.pth")}))
+    result = CliRunner().invoke(main, ["--config", str(cfg)])
+    assert result.exit_code != 0
+    assert "train_img_dir:" in result.output and "checkpoint:" in result.output and "nope.pth" in result.output
+    result = CliRunner().invoke(main, ["--config", str(cfg), "--set", "batch_sise=2"])
+    assert result.exit_code != 0 and "did you mean 'batch_size'" in result.output
+
+
+def test_bad_sample_error_stops_before_training(small_root, tmp_path):
+    import shutil
+
+    from fastsam.train.trainer import train
+
+    root = tmp_path / "data"
+    shutil.copytree(small_root, root)
+    (root / "train/masks/train_0000_0.png").write_bytes(b"broken")
+    cfg = _cfg(root, tmp_path, on_bad_sample="error")
+    with pytest.raises(ValueError, match="train_0000_0.png"):
+        train(cfg)
+    assert not (cfg.run_dir / "latest_model.pth").exists()
