@@ -1,0 +1,85 @@
+// Predictor / AutomaticMaskGenerator on a real export (FASTSAM_RT_MODEL_DIR, written by sam-export); skipped
+// (exit 77) without one. Runs under the sanitizer build too, so every ORT call path is checked for memory errors.
+#include <cstdlib>
+#include <cstdio>
+
+#include "fastsam/fastsam.hpp"
+#include "harness.hpp"
+
+using namespace fastsam;
+
+static std::string model_dir() {
+  const char* dir = std::getenv("FASTSAM_RT_MODEL_DIR");
+  return dir ? dir : "";
+}
+
+// A deterministic 120x160 RGB test pattern: two flat regions and a gradient.
+static std::vector<uint8_t> pattern(int h, int w) {
+  std::vector<uint8_t> img(static_cast<size_t>(h) * w * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      uint8_t* p = &img[(static_cast<size_t>(y) * w + x) * 3];
+      const bool inside = (x - 60) * (x - 60) + (y - 50) * (y - 50) < 900;
+      p[0] = inside ? 220 : static_cast<uint8_t>(x);
+      p[1] = inside ? 40 : static_cast<uint8_t>(y);
+      p[2] = inside ? 30 : 128;
+    }
+  return img;
+}
+
+TEST(predictor_outputs_are_consistent) {
+  const int h = 120, w = 160;
+  const auto img = pattern(h, w);
+  Predictor predictor(model_dir());
+  CHECK_THROWS(predictor.predict({{10, 10}}, {1}), Error, "set_image");
+  predictor.set_image(img.data(), h, w);
+  CHECK(predictor.input_size() == (std::array<int, 2>{768, 1024}));
+  const Prediction p = predictor.predict({{60, 50}}, {1});
+  CHECK_EQ(p.num_masks, 3);
+  CHECK_EQ(p.masks.size(), 3u * h * w);
+  CHECK_EQ(p.low_res_logits.size(), 3u * 256 * 256);
+  // The batched call returns, box by box, what single calls return.
+  const std::vector<std::array<float, 4>> boxes = {{30, 20, 90, 80}, {0, 0, 159, 119}};
+  const std::vector<Prediction> batch = predictor.predict_boxes(boxes, false);
+  CHECK_EQ(batch.size(), 2u);
+  for (size_t b = 0; b < boxes.size(); ++b) {
+    const Prediction single = predictor.predict({}, {}, boxes[b], {}, false);
+    CHECK_NEAR(single.iou_predictions[0], batch[b].iou_predictions[0], 1e-4);
+    size_t differing = 0;
+    for (size_t i = 0; i < single.masks.size(); ++i) differing += single.masks[i] != batch[b].masks[i];
+    CHECK(differing <= single.masks.size() / 1000);
+  }
+  CHECK_THROWS(predictor.predict({{1, 2}}, {1, 0}), std::invalid_argument, "one label per point");
+  CHECK_THROWS(predictor.predict({}, {}, std::array<float, 4>{5, 5, 1, 1}), std::invalid_argument, "XYXY");
+}
+
+TEST(generator_produces_valid_records) {
+  const int h = 120, w = 160;
+  const auto img = pattern(h, w);
+  AmgOptions params;
+  params.points_per_side = 4;
+  params.pred_iou_thresh = 0.0f;
+  params.stability_score_thresh = 0.0f;
+  params.crop_n_layers = 1;
+  params.min_mask_region_area = 20;
+  params.output_mode = OutputMode::kCocoRle;
+  AutomaticMaskGenerator generator(model_dir(), params);
+  const std::vector<MaskRecord> records = generator.generate(img.data(), h, w);
+  for (const MaskRecord& r : records) {
+    CHECK_EQ(r.rle.height, h);
+    CHECK_EQ(r.area, rle_area(r.rle));
+    CHECK(rle_from_coco_string(r.coco_counts, h, w).counts == r.rle.counts);
+    CHECK(r.bbox.x1 < w && r.bbox.y1 < h && r.crop_box.x1 <= w);
+  }
+  AmgOptions bad;
+  bad.points_per_batch = 0;
+  CHECK_THROWS(AutomaticMaskGenerator(model_dir(), bad), std::invalid_argument, "points_per_batch");
+}
+
+int main() {
+  if (model_dir().empty()) {
+    std::printf("FASTSAM_RT_MODEL_DIR not set: skipped\n");
+    return 77;
+  }
+  return harness::run_all();
+}
