@@ -27,13 +27,14 @@ from ..data.build import load_records
 from ..data.dataset import PromptSettings, SamDataset, collate_samples
 from ..image_io import read_rgb
 from .checkpointing import load_training_checkpoint, rng_state, save_atomic, set_rng_state
-from .config import ConfigError, LossWeights, TrainConfig, check_paths, save_config
+from .config import ConfigError, TrainConfig, check_paths, save_config
+from .distill import DistillProjection, FeatureHook, check_manifest, load_teacher_features, resolve_level
 from .embedding_cache import EmbeddingCache, model_identity
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
-from .losses import mask_losses
+from .losses import distillation_loss, mask_losses
 from .model_setup import build_student
 from .run_outputs import RunOutputs
-from .schedule import get_lr, stage_for_epoch
+from .schedule import ActiveStage, get_lr, stage_for_epoch
 
 logger = logging.getLogger("fastsam.train")
 
@@ -129,32 +130,55 @@ def decode(sam: nn.Module, embedding: torch.Tensor, item: dict, multimask: bool,
     )
 
 
+@dataclass
+class Distiller:
+    """What a distillation run needs: the teacher features folder + manifest and the student hook."""
+
+    folder: Path
+    manifest: dict
+    hook: FeatureHook
+
+
 class SegmentationLoss(nn.Module):
     """Batch -> loss. A module so DistributedDataParallel can wrap it and sync the trainable gradients.
 
     The batch loss is the mean over images of each image's mean over objects, so splitting a global
-    batch over ranks (DDP averages the per-rank means) gives the same value as one process.
+    batch over ranks (DDP averages the per-rank means) gives the same value as one process. While a
+    distillation stage is active: total = (1 - lambda) * task + lambda * distill_loss_weight * distill.
     """
 
-    def __init__(self, sam: nn.Module, cfg: TrainConfig):
+    def __init__(self, sam: nn.Module, cfg: TrainConfig, projection: DistillProjection | None = None,
+                 distiller: Distiller | None = None):
         super().__init__()
         self.sam = sam
         self.cfg = cfg
+        self.projection = projection
+        self.distiller = distiller
 
-    def forward(self, items: list[dict], cache: EmbeddingCache | None, weights: LossWeights,
+    def forward(self, items: list[dict], cache: EmbeddingCache | None, stage: ActiveStage,
                 device: torch.device) -> tuple[torch.Tensor, dict]:
+        weights = stage.loss_weights
         encoder_frozen = not any(p.requires_grad for p in self.sam.image_encoder.parameters())
         with torch.set_grad_enabled(not encoder_frozen):
             embeddings = embed_images(self.sam, items, cache, device)
-        totals, stats = [], {"focal": 0.0, "dice": 0.0, "iou": 0.0}
+        totals, stats = [], {"focal": 0.0, "dice": 0.0, "iou": 0.0, "distill": 0.0}
         for item, emb in zip(items, embeddings):
             logits, iou_pred = decode(self.sam, emb, item, self.cfg.multimask_output, device)
             terms = mask_losses(logits.float(), iou_pred.float(), item["gt_lowres"].to(device), weights.focal,
                                 weights.dice, weights.iou, self.cfg.mask_threshold)
             totals.append(terms.total)
-            for key in stats:
+            for key in ("focal", "dice", "iou"):
                 stats[key] += getattr(terms, key).item() / len(items)
-        return torch.stack(totals).mean(), stats
+        loss = torch.stack(totals).mean()
+        if stage.distillation and self.distiller is not None:
+            d = self.distiller
+            teacher = torch.stack([load_teacher_features(d.folder, d.manifest, item["image_path"], item["digest"])
+                                   for item in items]).to(device)
+            student = self.projection(d.hook.output.float(), tuple(teacher.shape[-2:]))
+            distill = distillation_loss(student, teacher, self.cfg.distill_loss_type)
+            stats["distill"] = distill.item()
+            loss = (1 - stage.lambda_coef) * loss + stage.lambda_coef * self.cfg.distill_loss_weight * distill
+        return loss, stats
 
 
 @torch.no_grad()
@@ -226,6 +250,24 @@ def _unfreeze(sam: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         optimizer.add_param_group({"params": new})
 
 
+def uses_distillation(cfg: TrainConfig) -> bool:
+    return cfg.use_distill or any(s.distillation for s in cfg.stage_schedule)
+
+
+def _make_distiller(cfg: TrainConfig, sam: nn.Module, device: torch.device) -> tuple[Distiller, DistillProjection]:
+    """Check the teacher features against this run, hook the student, size the projection."""
+    folder = Path(cfg.train_img_dir_teacher_features)
+    manifest = check_manifest(folder, cfg.teacher_model_type, cfg.distill_feature_level, cfg.img_size)
+    level = resolve_level(sam.image_encoder, cfg.distill_student_feature_level, "distill_student_feature_level")
+    hook = FeatureHook(sam.image_encoder, level)
+    with torch.no_grad():
+        sam.image_encoder(torch.zeros(1, 3, cfg.img_size, cfg.img_size, device=device))
+    projection = DistillProjection(hook.output.shape[1], manifest["shape"][0]).to(device)
+    logger.info("distillation: student block %d (%d channels) -> teacher %s block %d (%d channels)", level,
+                hook.output.shape[1], manifest["teacher_model_type"], manifest["feature_level"], manifest["shape"][0])
+    return Distiller(folder, manifest, hook), projection
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: int | None = None) -> dict:
     """Train a student SAM as configured; returns the last epoch's metrics record.
 
@@ -237,9 +279,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
     info = setup_distributed()
     device = pick_device(cfg, info)
     check_paths(cfg)
-    if cfg.use_distill or any(s.distillation for s in cfg.stage_schedule):
-        raise ConfigError("distillation stages are configured, but feature distillation is not available in "
-                          "this version of sam-train; set use_distill=false and remove distillation stages")
+    if uses_distillation(cfg):
+        if cfg.freeze.image_encoder:
+            raise ConfigError("distillation trains the student's image encoder: set freeze.image_encoder=false")
+        if cfg.augment:
+            raise ConfigError("distillation compares with features of the unflipped images: set augment=false")
     outputs = RunOutputs(cfg.run_dir) if info.is_main else None
     handler = outputs.attach_log_file() if outputs else None
     try:
@@ -281,7 +325,9 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     apply_freeze(sam, frozen)
     if not trainable_parameters(sam):
         raise ConfigError("config key 'freeze': every part is frozen, nothing would train")
-    optimizer = torch.optim.AdamW(trainable_parameters(sam), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    distiller, projection = _make_distiller(cfg, sam, device) if uses_distillation(cfg) else (None, None)
+    extra = [] if projection is None else list(projection.parameters())
+    optimizer = torch.optim.AdamW(trainable_parameters(sam) + extra, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     use_scaler = cfg.amp == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
@@ -290,6 +336,8 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     if resume is not None:
         ckpt = load_training_checkpoint(resume)
         sam.load_state_dict(ckpt["model"])
+        if projection is not None:
+            projection.load_state_dict(ckpt["distill_projection"])
         start_epoch = ckpt["epoch"] + 1
         if frozen and cfg.unfreeze_epoch is not None and start_epoch > cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
@@ -309,7 +357,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
 
     cache = make_cache()
     logger.info("frozen: %s; embedding cache %s", ", ".join(frozen) or "nothing", "off" if cache is None else "on")
-    loss_module = _wrap(SegmentationLoss(sam, cfg), info, device)
+    loss_module = _wrap(SegmentationLoss(sam, cfg, projection, distiller), info, device)
 
     if resume is None:
         start, _ = evaluate(sam, val_loader, cache, cfg, device, info)
@@ -326,7 +374,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
             frozen, cache = [], None
-            loss_module = _wrap(SegmentationLoss(sam, cfg), info, device)
+            loss_module = _wrap(SegmentationLoss(sam, cfg, projection, distiller), info, device)
             logger.info("epoch %d: unfroze every part; embedding cache off", epoch)
         stage = stage_for_epoch(cfg, epoch)
         logger.info("epoch %d/%d: %s, loss weights focal %g dice %g iou %g", epoch + 1, cfg.num_epochs, stage.name,
@@ -334,7 +382,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         set_train_mode(sam, frozen)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
-        sums = {"loss": 0.0, "focal": 0.0, "dice": 0.0, "iou": 0.0}
+        sums = {"loss": 0.0, "focal": 0.0, "dice": 0.0, "iou": 0.0, "distill": 0.0}
         t0 = time.perf_counter()
         bar = tqdm(train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
                    disable=not info.is_main, file=sys.stderr, dynamic_ncols=True)
@@ -346,17 +394,17 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                loss, stats = loss_module(items, cache, stage.loss_weights, device)
+                loss, stats = loss_module(items, cache, stage, device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip is not None:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable_parameters(sam), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable_parameters(sam) + extra, cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             step += 1
             sums["loss"] += loss.item()
-            for key in ("focal", "dice", "iou"):
+            for key in ("focal", "dice", "iou", "distill"):
                 sums[key] += stats[key]
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
         bar.close()
@@ -375,7 +423,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         record = {"epoch": epoch, "step": step, "stage": stage.name, "lr": get_lr(max(0, step - 1), total_steps,
                   cfg.learning_rate, cfg.scheduler.end_lr, cfg.scheduler.power, cfg.scheduler.warmup_steps),
                   "train_loss": means["loss"], "train_focal": means["focal"], "train_dice": means["dice"],
-                  "train_iou_mse": means["iou"], "val_miou": val["miou"], "val_dice": val["dice"],
+                  "train_iou_mse": means["iou"], "train_distill": means["distill"], "val_miou": val["miou"], "val_dice": val["dice"],
                   "val_objects": val["objects"], "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
         history.append(record)
         if outputs:
@@ -383,15 +431,17 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                     "scheduler": {"step": step, "total_steps": total_steps, "kind": "polynomial"},
                     "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "rng": rng_state(),
                     "config": cfg.to_dict(), "metrics": record, "best_miou": best_miou, "model_type": cfg.model_type}
+            if projection is not None:
+                ckpt["distill_projection"] = projection.state_dict()
             save_atomic(ckpt, outputs.run_dir / "latest_model.pth")
             if is_best:
                 save_atomic(ckpt, outputs.run_dir / "best_model.pth")
                 outputs.overlays(previews, epoch)
             outputs.metrics(record)
             outputs.plot_curves()
-            logger.info("epoch %d/%d: loss %.4f (focal %.4f dice %.4f iou-mse %.4f) lr %.2e | val mIoU %.4f Dice %.4f%s"
-                        " | %.2f steps/s", epoch + 1, cfg.num_epochs, means["loss"], means["focal"], means["dice"],
-                        means["iou"], record["lr"], val["miou"], val["dice"], " (new best)" if is_best else "",
+            logger.info("epoch %d/%d: loss %.4f (focal %.4f dice %.4f iou-mse %.4f distill %.4f) lr %.2e | val mIoU %.4f"
+                        " Dice %.4f%s | %.2f steps/s", epoch + 1, cfg.num_epochs, means["loss"], means["focal"],
+                        means["dice"], means["iou"], means["distill"], record["lr"], val["miou"], val["dice"], " (new best)" if is_best else "",
                         record["steps_per_s"])
         if info.world_size > 1:
             dist.barrier()

@@ -1,0 +1,85 @@
+"""``sam-extract-features``: run a teacher image encoder over the training images and save one block's
+features per image (plus a manifest) for feature distillation in sam-train."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+
+def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict:
+    """Save teacher block ``cfg.distill_feature_level`` features of every image in `image_dir`.
+
+    Arguments:
+      cfg: TrainConfig (teacher_model_type, teacher_checkpoint, distill_feature_level, img_size).
+    Returns:
+      The manifest written to `output_dir`/manifest.json.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..build_sam import sam_model_registry
+    from ..data.dataset import file_digest
+    from ..data.folder import IMAGE_SUFFIXES
+    from ..data.geometry import resize_image
+    from ..train.distill import FeatureHook, feature_blocks, resolve_level, write_manifest
+
+    image_dir, output_dir = Path(image_dir), Path(output_dir)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"--image-dir not found: {image_dir}")
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"--image-dir {image_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if cfg.teacher_checkpoint is None:
+        logging.getLogger("fastsam.train").warning(
+            "NO teacher_checkpoint: the teacher %s has RANDOM weights; its features teach nothing", cfg.teacher_model_type)
+    teacher = sam_model_registry[cfg.teacher_model_type](checkpoint=cfg.teacher_checkpoint, image_size=cfg.img_size)
+    teacher.eval()
+    level = resolve_level(teacher.image_encoder, cfg.distill_feature_level, "distill_feature_level")
+    hook = FeatureHook(teacher.image_encoder, level)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {"teacher_model_type": cfg.teacher_model_type, "teacher_checkpoint": cfg.teacher_checkpoint,
+                "feature_level": level, "num_blocks": len(feature_blocks(teacher.image_encoder)),
+                "img_size": cfg.img_size, "images": {}}
+    with torch.no_grad():
+        for path in images:
+            with Image.open(path) as img:
+                rgb = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float()
+            x = teacher.preprocess(resize_image(rgb, cfg.img_size))[None]
+            teacher.image_encoder(x)
+            feats = hook.output[0].to(torch.float16).contiguous()
+            torch.save(feats, output_dir / f"{path.stem}.pt")
+            manifest["images"][path.stem] = file_digest(path)
+            manifest["shape"] = list(feats.shape)
+    hook.remove()
+    write_manifest(output_dir, manifest)
+    return manifest
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The training config (teacher_model_type, teacher_checkpoint, distill_feature_level, img_size).")
+@click.option("--image-dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Training images to run the teacher over.")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Where the per-image features and manifest.json go (train_img_dir_teacher_features).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (as in sam-train).")
+def main(config_path: str, image_dir: str, output_dir: str, overrides: tuple[str, ...]) -> None:
+    """Extract teacher features for distillation."""
+    from ..train.config import ConfigError, check_paths, load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        cfg = load_config(config_path, list(overrides))
+        check_paths(cfg, for_extraction=True)
+        manifest = extract_features(cfg, image_dir, output_dir)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"saved {cfg.teacher_model_type} block {manifest['feature_level']} features "
+               f"{tuple(manifest.get('shape', ()))} for {len(manifest['images'])} images in {output_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Feature distillation: teacher features saved by sam-extract-features, student features from a hook,
+and a learned 1x1 projection when their channel counts differ.
+
+The features directory holds ``<image stem>.pt`` ((C, h, w) float16 per image) and ``manifest.json``
+recording the teacher type, the block index, the input size, the feature shape and each image's SHA-1,
+so features made with other settings (or for since-edited images) are refused instead of silently used.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MANIFEST_NAME = "manifest.json"
+
+
+def feature_blocks(image_encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's hookable stages: ViT ``blocks`` or TinyViT ``layers``."""
+    for name in ("blocks", "layers"):
+        if isinstance(getattr(image_encoder, name, None), nn.ModuleList):
+            return getattr(image_encoder, name)
+    raise TypeError(f"{type(image_encoder).__name__} has neither 'blocks' nor 'layers' to take features from")
+
+
+def resolve_level(image_encoder: nn.Module, level: int, key: str) -> int:
+    """A block index made non-negative; raises ValueError naming the config key when out of range."""
+    count = len(feature_blocks(image_encoder))
+    if not -count <= level < count:
+        raise ValueError(f"config key '{key}' is {level}, but the encoder has {count} blocks (valid {-count}..{count - 1})")
+    return level % count
+
+
+def to_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """Block output -> (B, C, h, w): ViT blocks give (B, h, w, C), TinyViT stages (B, h*w, C)."""
+    if x.ndim == 3:
+        side = int(round(x.shape[1] ** 0.5))
+        if side * side != x.shape[1]:
+            raise ValueError(f"cannot make a square feature map from {x.shape[1]} tokens")
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], side, side)
+    if x.ndim == 4:
+        return x.permute(0, 3, 1, 2)
+    raise ValueError(f"unexpected block output shape {tuple(x.shape)}")
+
+
+class FeatureHook:
+    """Keeps the latest output of one encoder block as a (B, C, h, w) map."""
+
+    def __init__(self, image_encoder: nn.Module, level: int):
+        self.output: torch.Tensor | None = None
+        self._handle = feature_blocks(image_encoder)[level].register_forward_hook(self._store)
+
+    def _store(self, module, inputs, output) -> None:
+        self.output = to_feature_map(output)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+class DistillProjection(nn.Module):
+    """1x1 convolution from student to teacher channels (identity when equal), then resize to the teacher's grid."""
+
+    def __init__(self, student_channels: int, teacher_channels: int):
+        super().__init__()
+        self.proj = (nn.Identity() if student_channels == teacher_channels
+                     else nn.Conv2d(student_channels, teacher_channels, kernel_size=1))
+
+    def forward(self, student: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        out = self.proj(student)
+        if out.shape[-2:] != size:
+            out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return out
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: int, img_size: int) -> dict:
+    """Read the manifest and refuse features made with other settings than this run's.
+
+    Arguments:
+      feature_level: the run's distill_feature_level, possibly negative (resolved with the manifest's block count).
+    Returns:
+      The manifest dict.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher features folder {folder} has no {MANIFEST_NAME}; "
+                                "create it with sam-extract-features")
+    manifest = json.loads(path.read_text())
+    level = feature_level % manifest["num_blocks"] if -manifest["num_blocks"] <= feature_level < manifest["num_blocks"] else None
+    wrong = []
+    if manifest["teacher_model_type"] != teacher_model_type:
+        wrong.append(f"teacher_model_type {manifest['teacher_model_type']!r} (run: {teacher_model_type!r})")
+    if manifest["feature_level"] != level:
+        wrong.append(f"feature_level {manifest['feature_level']} (run: distill_feature_level={feature_level})")
+    if manifest["img_size"] != img_size:
+        wrong.append(f"img_size {manifest['img_size']} (run: {img_size})")
+    if wrong:
+        raise ValueError(f"teacher features in {folder} were extracted with other settings: {'; '.join(wrong)}. "
+                         "Re-run sam-extract-features with this config.")
+    return manifest
+
+
+def load_teacher_features(folder: Path, manifest: dict, image_path: str, digest: str) -> torch.Tensor:
+    """The (C, h, w) float32 teacher features of one image; refuses missing or stale (image edited) files."""
+    stem = Path(image_path).stem
+    recorded = manifest["images"].get(stem)
+    if recorded is None:
+        raise FileNotFoundError(f"no teacher features for image {image_path} in {folder}; re-run sam-extract-features")
+    if recorded != digest:
+        raise ValueError(f"teacher features for {image_path} were made from different image content; "
+                         "re-run sam-extract-features")
+    return torch.load(Path(folder) / f"{stem}.pt", map_location="cpu", weights_only=True).float()
