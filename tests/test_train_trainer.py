@@ -116,3 +116,16 @@ def test_bad_sample_error_stops_before_training(small_root, tmp_path):
     with pytest.raises(ValueError, match="train_0000_0.png"):
         train(cfg)
     assert not (cfg.run_dir / "latest_model.pth").exists()
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end(tmp_path, one_thread):
+    from fastsam.cli.train import main
+
+    result = CliRunner().invoke(main, ["--demo", "--output-dir", str(tmp_path), "--set", "num_epochs=1",
+                                       "--set", "img_size=64"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "demo" / "decoder_only"
+    assert (run / "segmented_val_image.png").is_file() and (run / "best_model.pth").is_file()
+    assert len((tmp_path / "demo_data/train/images").glob("*.png").__iter__().__next__().name) > 0
+    assert "segmented validation image" in result.output
