@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "fastsam/error.hpp"
 #include "fastsam/image_ops.hpp"
+#include "parallel.hpp"
 
 namespace fastsam {
 namespace {
@@ -65,8 +67,7 @@ struct AutomaticMaskGenerator::Impl {
     const std::vector<PointD>& grid = params.point_grids[layer];
     const int n = static_cast<int>(grid.size());
     std::vector<float> coords, labels, iou, low_res;
-    std::vector<uint8_t> binary(static_cast<size_t>(crop_h) * crop_w);
-    std::vector<uint8_t> full(static_cast<size_t>(im_h) * im_w);
+    const int threads = detail::worker_count(predictor.options().intra_op_threads);
     for (int start = 0; start < n; start += params.points_per_batch) {
       const int batch = std::min(params.points_per_batch, n - start);
       std::vector<PointD> points(batch);
@@ -80,44 +81,52 @@ struct AutomaticMaskGenerator::Impl {
         labels.insert(labels.end(), {1.0f, -1.0f});
       }
       predictor.decode_batch(coords, labels, batch, 2, iou, low_res);
-      for (int i = 0; i < batch; ++i) {
-        for (int token = 1; token <= 3; ++token) {
-          const float score = iou[static_cast<size_t>(i) * 4 + token];
-          if (params.pred_iou_thresh > 0.0f && !(score > params.pred_iou_thresh)) continue;
-          const float* lr = low_res.data() + (static_cast<size_t>(i) * 4 + token) * plane;
-          const std::vector<float> logits = postprocess_mask(lr, info.low_res_size, info.low_res_size,
-                                                             info.image_size, input[0], input[1], crop_h, crop_w);
-          // Stability: IoU of the masks thresholded at threshold +/- offset.
-          const float hi = info.mask_threshold + params.stability_score_offset;
-          const float lo = info.mask_threshold - params.stability_score_offset;
-          int64_t inter = 0, uni = 0;
-          for (float v : logits) {
-            inter += v > hi;
-            uni += v > lo;
-          }
-          const float stability = static_cast<float>(inter) / static_cast<float>(uni);
-          if (params.stability_score_thresh > 0.0f && !(stability >= params.stability_score_thresh)) continue;
-          for (size_t k = 0; k < logits.size(); ++k) binary[k] = logits[k] > info.mask_threshold ? 1 : 0;
-          const BoxI box = mask_to_box(binary.data(), crop_h, crop_w);
-          if (is_box_near_crop_edge(box, crop, orig_box)) continue;
-          CropMask cm;
-          if (crop_w == im_w && crop_h == im_h) {
-            cm.rle = mask_to_rle(binary.data(), im_h, im_w);
-          } else {
-            std::fill(full.begin(), full.end(), 0);
-            for (int y = 0; y < crop_h; ++y) {
-              std::copy_n(binary.data() + static_cast<size_t>(y) * crop_w, crop_w,
-                          full.data() + static_cast<size_t>(y + crop.y0) * im_w + crop.x0);
-            }
-            cm.rle = mask_to_rle(full.data(), im_h, im_w);
-          }
-          cm.box = box;
-          cm.iou = score;
-          cm.stability = stability;
-          cm.point = points[i];
-          kept.push_back(std::move(cm));
-        }
+      // Masks (multimask tokens 1..3 of each point) that pass the IoU filter, in the reference's order.
+      std::vector<int> candidates;
+      for (int k = 0; k < batch * 3; ++k) {
+        const float score = iou[static_cast<size_t>(k / 3) * 4 + 1 + k % 3];
+        if (!(params.pred_iou_thresh > 0.0f) || score > params.pred_iou_thresh) candidates.push_back(k);
       }
+      std::vector<std::optional<CropMask>> results(candidates.size());
+      detail::parallel_for(static_cast<int>(candidates.size()), threads, [&](int c) {
+        const int i = candidates[c] / 3, token = 1 + candidates[c] % 3;
+        const float score = iou[static_cast<size_t>(i) * 4 + token];
+        const float* lr = low_res.data() + (static_cast<size_t>(i) * 4 + token) * plane;
+        const std::vector<float> logits = postprocess_mask(lr, info.low_res_size, info.low_res_size,
+                                                           info.image_size, input[0], input[1], crop_h, crop_w);
+        // Stability: IoU of the masks thresholded at threshold +/- offset.
+        const float hi = info.mask_threshold + params.stability_score_offset;
+        const float lo = info.mask_threshold - params.stability_score_offset;
+        int64_t inter = 0, uni = 0;
+        for (float v : logits) {
+          inter += v > hi;
+          uni += v > lo;
+        }
+        const float stability = static_cast<float>(inter) / static_cast<float>(uni);
+        if (params.stability_score_thresh > 0.0f && !(stability >= params.stability_score_thresh)) return;
+        std::vector<uint8_t> binary(logits.size());
+        for (size_t k = 0; k < logits.size(); ++k) binary[k] = logits[k] > info.mask_threshold ? 1 : 0;
+        const BoxI box = mask_to_box(binary.data(), crop_h, crop_w);
+        if (is_box_near_crop_edge(box, crop, orig_box)) return;
+        CropMask cm;
+        if (crop_w == im_w && crop_h == im_h) {
+          cm.rle = mask_to_rle(binary.data(), im_h, im_w);
+        } else {
+          std::vector<uint8_t> full(static_cast<size_t>(im_h) * im_w, 0);
+          for (int y = 0; y < crop_h; ++y) {
+            std::copy_n(binary.data() + static_cast<size_t>(y) * crop_w, crop_w,
+                        full.data() + static_cast<size_t>(y + crop.y0) * im_w + crop.x0);
+          }
+          cm.rle = mask_to_rle(full.data(), im_h, im_w);
+        }
+        cm.box = box;
+        cm.iou = score;
+        cm.stability = stability;
+        cm.point = points[i];
+        results[c] = std::move(cm);
+      });
+      for (auto& r : results)
+        if (r) kept.push_back(std::move(*r));
     }
     predictor.reset_image();
 

@@ -10,6 +10,7 @@
 #include "fastsam/image_ops.hpp"
 #include "manifest.hpp"
 #include "onnx_session.hpp"
+#include "parallel.hpp"
 
 namespace fastsam {
 namespace {
@@ -129,15 +130,18 @@ struct Predictor::Impl {
       p.iou_predictions.push_back(iou[static_cast<size_t>(b) * 4 + token]);
       const float* lr = low_res.data() + (static_cast<size_t>(b) * 4 + token) * plane;
       p.low_res_logits.insert(p.low_res_logits.end(), lr, lr + plane);
-      std::vector<float> up = postprocess_mask(lr, info.low_res_size, info.low_res_size, info.image_size, input_h,
-                                               input_w, orig_h, orig_w);
+    }
+    detail::parallel_for(p.num_masks, detail::worker_count(options.intra_op_threads), [&](int c) {
+      const float* lr = low_res.data() + (static_cast<size_t>(b) * 4 + first + c) * plane;
+      const std::vector<float> up = postprocess_mask(lr, info.low_res_size, info.low_res_size, info.image_size,
+                                                     input_h, input_w, orig_h, orig_w);
       if (return_logits) {
         std::copy(up.begin(), up.end(), p.mask_logits.begin() + c * full);
       } else {
         uint8_t* dst = p.masks.data() + c * full;
         for (size_t i = 0; i < full; ++i) dst[i] = up[i] > info.mask_threshold ? 1 : 0;
       }
-    }
+    });
     return p;
   }
 };
