@@ -15,6 +15,8 @@ struct Image8 {
 
 // PIL `Image.resize((out_w, out_h), Image.BILINEAR)` on an 8-bit image: antialiased (support scaled by the
 // downscale factor), separable, horizontal pass first with 22-bit fixed-point coefficients, 8-bit intermediate.
+// Bit-identical to Pillow for upscales and for wide or square images (all golden fixtures); Pillow 13 runs
+// the vertical pass first for some downscales of tall images (h/w > ~2), where single pixels then differ by 1.
 Image8 resize_bilinear_pil(const uint8_t* pixels, int height, int width, int channels, int out_h, int out_w);
 
 // torch.nn.functional.interpolate(mode="bilinear", align_corners=False) of one float plane (HxW row-major)
