@@ -2,7 +2,8 @@
 # Build + install fastsam_rt, then build cpp/examples against the INSTALLED CMake package and run it.
 #
 # Usage: cpp/scripts/check_installed_package.sh [WORK_DIR]
-# Env:   PYTHON (interpreter with onnxruntime; default: python3), FASTSAM_RT_MODEL_DIR (optional: a sam-export
+# Env:   FASTSAM_BUILD_DIR (optional: an existing configured Release build of the repo to install from instead of
+#        building again), PYTHON (interpreter with onnxruntime; default: python3), FASTSAM_RT_MODEL_DIR (optional: a sam-export
 #        directory; when set the app segments a test image with it), FASTSAM_TEST_IMAGE (image for that run).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -11,10 +12,13 @@ python="${PYTHON:-python3}"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 
-cmake -S "$repo" -B "$work/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFASTSAM_BUILD_TESTS=OFF \
-      -DPython_EXECUTABLE="$(command -v "$python")"
-cmake --build "$work/build" -j2
-cmake --install "$work/build" --prefix "$work/prefix"
+build="${FASTSAM_BUILD_DIR:-$work/build}"
+if [[ -z "${FASTSAM_BUILD_DIR:-}" ]]; then
+    cmake -S "$repo" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFASTSAM_BUILD_TESTS=OFF \
+          -DPython_EXECUTABLE="$(command -v "$python")"
+fi
+cmake --build "$build" -j2
+cmake --install "$build" --prefix "$work/prefix"
 
 cmake -S "$repo/cpp/examples" -B "$work/example" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_PREFIX_PATH="$work/prefix"
