@@ -154,6 +154,20 @@ def test_call_order_and_prompt_errors(model_dir, fixture_images):
     assert not predictor.is_image_set
 
 
+def test_inference_releases_the_gil(model_dir, fixture_images):
+    import threading
+
+    predictor = fastsam_rt.Predictor(str(model_dir), intra_op_threads=1)
+    worker = threading.Thread(target=predictor.set_image, args=(fixture_images[2],))
+    ticks = 0
+    worker.start()
+    while worker.is_alive():  # the encoder takes seconds; Python keeps running only if the GIL is released
+        ticks += 1
+        worker.join(timeout=0.01)
+    assert predictor.is_image_set
+    assert ticks > 10
+
+
 def test_bgr_input_equals_rgb_input(model_dir, fixture_images):
     small = np.ascontiguousarray(fixture_images[0][::8, ::8])
     rgb = fastsam_rt.Predictor(str(model_dir))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -110,3 +111,13 @@ def test_constructor_errors_name_the_problem(tmp_path):
 
 def test_cpu_provider_is_listed():
     assert "CPUExecutionProvider" in fastsam_rt.available_providers()
+
+
+def test_import_does_not_need_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, fastsam_rt; assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
