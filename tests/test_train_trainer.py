@@ -50,6 +50,23 @@ def _metrics(run_dir):
 
 
 @pytest.mark.slow
+def test_short_run_lowers_training_loss(tmp_path, one_thread):
+    # From random weights a SAM decoder needs thousands of steps before val mIoU moves (measured: a
+    # decoder fed zero embeddings still scores IoU ~0.07 on box-filling after 40 steps), so the CI-sized
+    # check is on the training loss: 24 decoder steps on large synthetic objects cut it by over 10%
+    # (measured 0.893 -> 0.747 with these settings).
+    from fastsam.train.trainer import train
+
+    root = generate_synthetic_dataset(tmp_path / "big", num_train=16, num_val=6, size=96, objects=(1, 1),
+                                      radius=(0.3, 0.45), seed=0)
+    cfg = _cfg(root, tmp_path, num_epochs=6, batch_size=4, box_jitter=0.05, num_val_overlays=0)
+    train(cfg)
+    losses = [r["train_loss"] for r in _metrics(cfg.run_dir) if r["train_loss"] is not None]
+    assert len(losses) == 6
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.mark.slow
 def test_run_folder_checkpoint_layout_and_outputs(small_root, tmp_path, one_thread):
     from fastsam.build_sam import build_sam_vit_t
     from fastsam.train.trainer import train

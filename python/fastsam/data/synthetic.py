@@ -24,10 +24,10 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(base + ramp + stripes + noise, 0, 255).astype(np.uint8)
 
 
-def _shape_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """One random ellipse, rectangle, polygon or ring as an (H, W) bool mask."""
+def _shape_mask(rng: np.random.Generator, height: int, width: int, radius: tuple[float, float]) -> np.ndarray:
+    """One random ellipse, rectangle, polygon or ring as an (H, W) bool mask (radius: fraction of the short side)."""
     cx, cy = rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.85) * height
-    r = rng.uniform(0.08, 0.22) * min(height, width)
+    r = rng.uniform(*radius) * min(height, width)
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
     kind = int(rng.integers(4))
@@ -46,7 +46,8 @@ def _shape_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.asarray(canvas) > 0
 
 
-def make_scene(rng: np.random.Generator, height: int, width: int, num_objects: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def make_scene(rng: np.random.Generator, height: int, width: int, num_objects: int,
+               radius: tuple[float, float] = (0.08, 0.22)) -> tuple[np.ndarray, list[np.ndarray]]:
     """Draw one scene.
 
     Returns:
@@ -55,7 +56,7 @@ def make_scene(rng: np.random.Generator, height: int, width: int, num_objects: i
     image = _background(rng, height, width)
     label = np.zeros((height, width), dtype=np.int32)  # per-pixel object id, last drawn wins
     for obj in range(1, num_objects + 1):
-        region = _shape_mask(rng, height, width)
+        region = _shape_mask(rng, height, width, radius)
         color = rng.integers(0, 256, size=3).astype(np.float32)
         # Noise inside the shape so objects are not flat colour blobs.
         texture = np.clip(color + rng.normal(0, 8, size=(height, width, 1)), 0, 255).astype(np.uint8)
@@ -67,12 +68,14 @@ def make_scene(rng: np.random.Generator, height: int, width: int, num_objects: i
 
 
 def generate_synthetic_dataset(out_dir: str | Path, num_train: int = 24, num_val: int = 8, size: int = 256,
-                               objects: tuple[int, int] = (2, 5), seed: int = 0) -> Path:
+                               objects: tuple[int, int] = (2, 5), seed: int = 0,
+                               radius: tuple[float, float] = (0.08, 0.22)) -> Path:
     """Write the synthetic set under `out_dir` (train/ and val/, each with images/ and masks/).
 
     Arguments:
       size: longer image side; the shorter one is drawn between 0.6 and 1.0 of it.
       objects: inclusive range of shapes drawn per image (fully hidden ones are dropped).
+      radius: range of shape radii as fractions of the shorter image side.
 
     Returns:
       `out_dir` as a Path.
@@ -81,6 +84,8 @@ def generate_synthetic_dataset(out_dir: str | Path, num_train: int = 24, num_val
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train} and {num_val}")
     if size < 32:
         raise ValueError(f"size must be >= 32 pixels, got {size}")
+    if not 0 < radius[0] <= radius[1] <= 0.5:
+        raise ValueError(f"radius must be a range (lo, hi) with 0 < lo <= hi <= 0.5, got {radius}")
     if not 1 <= objects[0] <= objects[1]:
         raise ValueError(f"objects must be a range (lo, hi) with 1 <= lo <= hi, got {objects}")
     out_dir = Path(out_dir)
@@ -89,7 +94,7 @@ def generate_synthetic_dataset(out_dir: str | Path, num_train: int = 24, num_val
         for i in range(count):
             short = int(size * rng.uniform(0.6, 1.0))
             height, width = (size, short) if rng.random() < 0.5 else (short, size)
-            image, masks = make_scene(rng, height, width, int(rng.integers(objects[0], objects[1] + 1)))
+            image, masks = make_scene(rng, height, width, int(rng.integers(objects[0], objects[1] + 1)), radius)
             stem = f"{split}_{i:04d}"
             write_png(out_dir / split / "images" / f"{stem}.png", image)
             for k, mask in enumerate(masks):
