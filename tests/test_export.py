@@ -241,3 +241,109 @@ def test_io_spec_variant_names():
     with pytest.raises(ValueError, match="unknown model"):
         io_spec.variant_file("prompt_encoder", "fp32")
     assert io_spec.decoder_batched_spec().dynamic_axes()["point_coords"] == {0: "num_prompts", 1: "num_points"}
+
+
+# ---- int8 and fp16 variants (small but real: 2 calibration images) ----------------------------
+
+@pytest.fixture(scope="session")
+def int8_export(exported_dir, fixture_model, tmp_path_factory) -> tuple[Path, dict, list[str]]:
+    """fp32 files copied to a fresh dir, then the --quantize step on 2 generated calibration images."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("int8")
+    paths = {key: Path(shutil.copy(exported_dir / f"{key}.onnx", out / f"{key}.onnx")) for key in io_spec.BASE_MODELS}
+    options = pipeline.ExportOptions(output_dir=out, quantize=True, calib_count=2, heldout_count=1, timing_repeats=1)
+    lines: list[str] = []
+    written, report = pipeline.write_int8_variants(fixture_model, options, paths, lines.append)
+    assert {p.name for p in written.values()} == {"encoder.int8.onnx", "decoder.int8.onnx", "decoder_batched.int8.onnx"}
+    return out, report, lines
+
+
+@pytest.fixture(scope="session")
+def int8_dir(int8_export) -> Path:
+    return int8_export[0]
+
+
+def _producers(graph) -> dict:
+    return {output: node for node in graph.node for output in node.output}
+
+
+@pytest.mark.slow
+def test_int8_encoder_quantises_only_weight_matmuls_per_channel(int8_dir, exported_dir):
+    graph = onnx.load(str(int8_dir / "encoder.int8.onnx")).graph
+    producers = _producers(graph)
+    initializers = {i.name: i for i in graph.initializer}
+
+    def weight_dq(name):
+        node = producers.get(name)
+        return node is not None and node.op_type == "DequantizeLinear" and node.input[0] in initializers
+
+    def from_dq(name):
+        return name in producers and producers[name].op_type == "DequantizeLinear"
+
+    quantized_ops = {n.op_type for n in graph.node if any(weight_dq(i) for i in n.input)}
+    # Convolutions stay float (measured: quantising them breaks TinyViT, see quantize.py).
+    assert quantized_ops in ({"MatMul", "Gemm"}, {"MatMul"}), quantized_ops
+    for node in graph.node:
+        if node.op_type == "MatMul" and not any(weight_dq(i) for i in node.input):
+            # Both operands quantised would mean an activation x activation product (attention).
+            assert not all(from_dq(i) for i in node.input), f"activation MatMul {node.name} was quantised"
+    for node in graph.node:
+        if node.op_type in ("Softmax", "LayerNormalization", "Erf"):
+            assert not any(weight_dq(i) for i in node.input), node.name
+    per_channel = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers
+                   and onnx.numpy_helper.to_array(initializers[n.input[1]]).size > 1]
+    assert per_channel, "weights are not quantised per channel"
+    fp32 = onnx.load(str(exported_dir / "encoder.onnx"), load_external_data=False).graph
+    assert _graph_interface(graph.input) == _graph_interface(fp32.input)
+    assert _graph_interface(graph.output) == _graph_interface(fp32.output)
+
+
+@pytest.mark.slow
+def test_int8_accuracy_report_on_the_fixture(int8_dir, int8_export, fixture_images, predictor_golden):
+    x = calibration.encoder_input(fixture_images[1])
+    (embedding,) = _session(int8_dir / "encoder.int8.onnx").run(None, {io_spec.IMAGE: x})
+    reference = predictor_golden["img1__embedding"]
+    relative = np.abs(embedding - reference).max() / np.abs(reference).max()
+    # Measured 0.20 with 2 generated calibration images; a broken quantisation gives ~1 or more.
+    assert relative < 0.5, f"int8 embedding max error {relative:.3f} of the embedding range"
+    _, report, lines = int8_export
+    assert report["num_images"] == 1 and report["num_boxes"] == 8 and report["calibration_images"] == 2
+    assert all(0.0 <= v <= 1.0 for v in report["miou"].values())
+    # The decoder alone is compared on identical embeddings: dynamic int8 must stay close.
+    assert report["miou"]["decoder_int8_only"] >= 0.9, report["miou"]
+    assert all(v > 0 for v in report["speedup"].values())
+    assert any("int8 mIoU vs fp32" in line for line in lines) and any("speed-up" in line for line in lines)
+
+
+def test_mask_iou_and_random_boxes():
+    from fastsam.export import quantize
+
+    a = np.zeros((4, 4), bool)
+    b = a.copy()
+    assert quantize.mask_iou(a, b) == 1.0
+    a[:2], b[1:3] = True, True
+    assert quantize.mask_iou(a, b) == pytest.approx(4 / 12)
+    boxes = quantize.random_boxes(0, 600, 1024, 50)
+    assert boxes.shape == (50, 4)
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 1024).all() and (boxes[:, 3] <= 600).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+
+
+@pytest.mark.slow
+def test_fp16_encoder_keeps_sensitive_ops_in_float32_and_passes_parity(exported_dir, tmp_path, fixture_images,
+                                                                       predictor_golden):
+    from fastsam.export.fp16 import convert_to_fp16
+
+    path = convert_to_fp16(exported_dir / "encoder.onnx", tmp_path / "encoder.fp16.onnx")
+    graph = onnx.load(str(path)).graph
+    initializers = {i.name: i.data_type for i in graph.initializer}
+    conv_weights = [initializers[n.input[1]] for n in graph.node if n.op_type == "Conv" and n.input[1] in initializers]
+    assert conv_weights and set(conv_weights) == {onnx.TensorProto.FLOAT16}
+    norm_scales = [initializers[n.input[1]] for n in graph.node
+                   if n.op_type == "LayerNormalization" and n.input[1] in initializers]
+    assert norm_scales and set(norm_scales) == {onnx.TensorProto.FLOAT}
+    assert _graph_interface(graph.input)[0]["dtype"] == "float32"
+    (embedding,) = _session(path).run(None, {io_spec.IMAGE: calibration.encoder_input(fixture_images[1])})
+    error = np.abs(embedding - predictor_golden["img1__embedding"]).max()
+    assert error <= parity.TOLERANCES["fp16"], error

@@ -107,3 +107,50 @@ def test_encoder_input_resizes_longest_side_and_checks_input():
     assert 0 <= x.min() and x.max() <= 255
     with pytest.raises(ValueError, match="uint8"):
         calibration.encoder_input(image.astype(np.float32))
+
+
+def test_calibration_sets_hold_out_images_from_a_folder(tmp_path):
+    from fastsam.export import pipeline
+
+    for i in range(10):
+        Image.fromarray(calibration.generate_image(i, 96)).save(tmp_path / f"img{i:02d}.png")
+    options = pipeline.ExportOptions(output_dir=tmp_path / "out", calib_dir=tmp_path, calib_count=3, heldout_count=4)
+    calib, held = pipeline.calibration_sets(options, image_size=128)
+    # 10 images: at most a fifth (2) held out, the first 3 of the rest calibrate.
+    assert [h.name for h in held] == ["img08.png", "img09.png"]
+    assert len(calib) == 3
+    x = calib[0]()
+    assert x.shape[:2] == (1, 3) and max(x.shape[2:]) == 128
+    assert all(h.boxes.shape == (8, 4) for h in held)
+    generated_calib, generated_held = pipeline.calibration_sets(
+        pipeline.ExportOptions(output_dir=tmp_path / "out", calib_count=2, heldout_count=1), image_size=128)
+    assert len(generated_calib) == 2 and len(generated_held) == 1
+    calib_arrays = [make() for make in generated_calib]
+    held_array = generated_held[0].encoder_input
+    assert not any(a.shape == held_array.shape and np.array_equal(a, held_array) for a in calib_arrays)
+
+
+def test_tensorrt_profiles_cover_the_io_spec_inputs():
+    from fastsam.export import io_spec, tensorrt_engine
+
+    for profiles, spec in ((tensorrt_engine.encoder_profiles(), io_spec.encoder_spec()),
+                           (tensorrt_engine.decoder_profiles(), io_spec.decoder_batched_spec())):
+        dynamic = {t.name: t for t in spec.inputs if any(isinstance(d, str) for d in t.shape)}
+        assert {p.name for p in profiles} == set(dynamic)
+        for profile in profiles:
+            fixed = dynamic[profile.name].shape
+            for lo, opt, hi, dim in zip(profile.min, profile.opt, profile.max, fixed):
+                assert 1 <= lo <= opt <= hi
+                if isinstance(dim, int):
+                    assert lo == opt == hi == dim  # static dims cannot vary in a profile
+    # orig_im_size never reaches an engine: decoder.engine is built from the batched graph.
+    assert "orig_im_size" not in io_spec.decoder_batched_spec().input_names
+
+
+def test_tensorrt_build_rejects_bad_arguments_before_needing_tensorrt(tmp_path):
+    from fastsam.export import tensorrt_engine
+
+    with pytest.raises(ValueError, match="precision"):
+        tensorrt_engine.build_engine(tmp_path / "a.onnx", tmp_path / "a.engine", [], precision="int4")
+    with pytest.raises(ValueError, match="calibration"):
+        tensorrt_engine.build_engine(tmp_path / "a.onnx", tmp_path / "a.engine", [], precision="int8")

@@ -96,7 +96,11 @@ def main(checkpoint, random_weights, model_type, output_dir, quantize, calib_dir
         run_export(sam, options, log=click.echo)
     except ParityError as err:
         raise click.ClickException(str(err)) from err
-    except (ValueError, FileNotFoundError, PermissionError) as err:
+    except (ValueError, FileNotFoundError, PermissionError, ImportError) as err:
+        raise click.ClickException(str(err)) from err
+    except RuntimeError as err:  # TensorRT parse/build failures carry TensorRT's own messages
+        if type(err).__name__ not in ("TensorRTBuildError", "TensorRTUnavailable"):
+            raise
         raise click.ClickException(str(err)) from err
     click.echo(f"sam-export finished in {time.perf_counter() - start:.0f} s: {output_dir}")
 

@@ -32,6 +32,7 @@ class ExportOptions:
     calib_dir: Path | None = None
     calib_count: int = 8
     heldout_count: int = 4
+    timing_repeats: int = 3
     fp16: bool = False
     tensorrt: bool = False
     extra_manifest: dict = field(default_factory=dict)
@@ -87,6 +88,77 @@ def _gate(checks: list[parity.ParityCheck], options: ExportOptions, log: Log) ->
         log(f"warning: {len(failed)} parity mismatches accepted because of --allow-mismatch")
 
 
+INT8_MIOU_TARGET = 0.97
+
+
+def calibration_sets(options: ExportOptions, image_size: int) -> tuple[list, list]:
+    """(calibration inputs as a lazy list of thunks, held-out ``quantize.HeldOutImage`` list).
+
+    With ``calib_dir`` the last ``heldout_count`` images (at most a fifth of them, at least one)
+    are held out and the first ``calib_count`` of the others calibrate; a folder with a single
+    image uses it for both. Without it both sets are generated scenes with disjoint seeds.
+    """
+    from .quantize import HeldOutImage, random_boxes
+
+    if options.calib_dir is not None:
+        files = calibration.list_image_files(options.calib_dir)
+        held_count = min(options.heldout_count, max(1, len(files) // 5)) if len(files) > 1 else 0
+        held_files = files[len(files) - held_count:] if held_count else files[:1]
+        calib_files = files[: len(files) - held_count][: options.calib_count]
+        calib = [lambda f=f: calibration.encoder_input(calibration.read_image(f), image_size) for f in calib_files]
+        held_images = [(f.name, calibration.read_image(f)) for f in held_files]
+    else:
+        calib = [lambda i=i: calibration.encoder_input(calibration.generate_image(i, image_size), image_size)
+                 for i in range(options.calib_count)]
+        held_images = [(f"generated_{i}", calibration.generate_image(50_000 + i, image_size))
+                       for i in range(options.heldout_count)]
+    held = []
+    for index, (name, image) in enumerate(held_images):
+        x = calibration.encoder_input(image, image_size)
+        held.append(HeldOutImage(name, x, random_boxes(index, x.shape[2], x.shape[3], 8)))
+    return calib, held
+
+
+def write_int8_variants(sam, options: ExportOptions, paths: dict[str, Path], log: Log) -> tuple[dict, dict]:
+    """Write encoder/decoder/decoder_batched .int8.onnx and measure them; returns (paths, report)."""
+    from . import quantize
+
+    image_size = int(sam.image_encoder.img_size)
+    calib, held = calibration_sets(options, image_size)
+    out = {key: paths[key].with_name(io_spec.variant_file(key, "int8")) for key in io_spec.BASE_MODELS}
+    _timed(log, f"quantize encoder: static int8 QDQ per-channel, {len(calib)} calibration images"
+                f" ({options.calib_dir or 'generated'})",
+           quantize.quantize_encoder_static, paths[io_spec.ENCODER], out[io_spec.ENCODER],
+           (make() for make in calib), len(calib))
+    for key in (io_spec.DECODER, io_spec.DECODER_BATCHED):
+        _timed(log, f"quantize {key}: dynamic int8", quantize.quantize_decoder_dynamic, paths[key], out[key])
+    log(f"int8 accuracy: box-prompt mask IoU vs fp32 on {len(held)} held-out images ...")
+    report = quantize.accuracy_report(paths, out, held, timing_repeats=options.timing_repeats, progress=log)
+    report.update(target_miou=INT8_MIOU_TARGET, calibration_images=len(calib),
+                  calibration_source=str(options.calib_dir) if options.calib_dir else "generated",
+                  heldout_images=[image.name for image in held])
+    miou, speed = report["miou"], report["speedup"]
+    log(f"  int8 mIoU vs fp32: end-to-end {miou['end_to_end']:.4f}, encoder-only {miou['encoder_int8_only']:.4f}, "
+        f"decoder-only {miou['decoder_int8_only']:.4f} (target >= {INT8_MIOU_TARGET})")
+    log(f"  speed-up int8 vs fp32 on this machine: encoder x{speed['encoder']:.2f}, decoder x{speed['decoder']:.2f}")
+    if miou["end_to_end"] < INT8_MIOU_TARGET:
+        log(f"warning: int8 end-to-end mIoU {miou['end_to_end']:.4f} is below the target {INT8_MIOU_TARGET}; "
+            "prefer the fp32 files for accuracy")
+    return out, report
+
+
+def write_fp16_encoder(sam, options: ExportOptions, paths: dict[str, Path], images: dict, references: dict,
+                       log: Log) -> tuple[Path, list[parity.ParityCheck]]:
+    """encoder.fp16.onnx, checked against the torch encoder with the fp16 tolerance."""
+    from .fp16 import convert_to_fp16
+
+    path = paths[io_spec.ENCODER].with_name(io_spec.variant_file(io_spec.ENCODER, "fp16"))
+    _timed(log, f"convert encoder to mixed fp16 -> {path}", convert_to_fp16, paths[io_spec.ENCODER], path)
+    log("parity gate (fp16 encoder) ...")
+    checks = parity.check_encoder(sam, path, images, precision="fp16", references=references)
+    return path, checks
+
+
 def run_export(sam, options: ExportOptions, log: Log = print) -> dict:
     """Write the graphs, check them and write ``manifest.json``; returns the manifest.
 
@@ -135,6 +207,26 @@ def run_export(sam, options: ExportOptions, log: Log = print) -> dict:
     _gate(checks, options, log)
 
     models = {key: manifest.model_entry(output_dir, specs[key], paths[key].name, "fp32") for key in paths}
+    if options.fp16:
+        fp16_path, fp16_checks = write_fp16_encoder(sam, options, paths, images, references, log)
+        for check in fp16_checks:
+            check.model = io_spec.variant_key(io_spec.ENCODER, "fp16")
+        _gate(fp16_checks, options, log)
+        checks += fp16_checks
+        models[io_spec.variant_key(io_spec.ENCODER, "fp16")] = manifest.model_entry(
+            output_dir, specs[io_spec.ENCODER], fp16_path.name, "fp16")
+    quantization = {}
+    if options.quantize:
+        int8_paths, quantization = write_int8_variants(sam, options, paths, log)
+        for key, path in int8_paths.items():
+            models[io_spec.variant_key(key, "int8")] = manifest.model_entry(output_dir, specs[key], path.name, "int8")
+    engines = {}
+    if options.tensorrt:
+        from .tensorrt_engine import build_engines
+
+        calib, _ = calibration_sets(options, image_size)
+        precision = "int8" if options.quantize else "fp16"
+        engines = build_engines(output_dir, image_size, precision, (lambda: (make() for make in calib)), log)
     result = manifest.build_manifest(
         model_type=options.model_type,
         image_size=image_size,
@@ -144,7 +236,8 @@ def run_export(sam, options: ExportOptions, log: Log = print) -> dict:
         opset=options.opset,
         models=models,
         parity=parity.summarize(checks),
-        extra={"simplification": simplified, "timings": timings, **options.extra_manifest},
+        quantization=quantization,
+        extra={"simplification": simplified, "timings": timings, "tensorrt": engines, **options.extra_manifest},
     )
     path = manifest.write_manifest(output_dir, result)
     log(f"wrote {path}")
