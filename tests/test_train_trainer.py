@@ -146,3 +146,19 @@ def test_demo_pipeline_end_to_end(tmp_path, one_thread):
     assert (run / "segmented_val_image.png").is_file() and (run / "best_model.pth").is_file()
     assert any((tmp_path / "demo_data/train/images").glob("*.png"))
     assert "segmented validation image" in result.output
+
+
+@pytest.mark.slow
+def test_unfreeze_epoch_adds_frozen_parts_to_optimizer(small_root, tmp_path, one_thread):
+    from fastsam.train.trainer import train
+
+    cfg = _cfg(small_root, tmp_path, num_epochs=2, unfreeze_epoch=1, batch_size=4, num_val_overlays=0)
+    train(cfg, stop_after_epoch=0)
+    first = torch.load(cfg.run_dir / "latest_model.pth", map_location="cpu", weights_only=True)
+    assert len(first["optimizer"]["param_groups"]) == 1
+    train(cfg, resume=cfg.run_dir / "latest_model.pth")
+    second = torch.load(cfg.run_dir / "latest_model.pth", map_location="cpu", weights_only=True)
+    assert len(second["optimizer"]["param_groups"]) == 2
+    key = "image_encoder.neck.0.weight"
+    assert not torch.equal(first["model"][key], second["model"][key])  # the encoder trained in epoch 1
+    assert "unfroze every part" in (cfg.run_dir / "training_log.txt").read_text()

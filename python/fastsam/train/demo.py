@@ -29,10 +29,9 @@ DEMO_CONFIG = {
     "img_size": 256,
     "freeze": {"image_encoder": True, "prompt_encoder": True, "mask_decoder": False},
     "cache_embeddings": True,
-    "multimask_output": True,
     "num_epochs": 12,
     "batch_size": 2,
-    "learning_rate": 3e-3,
+    "learning_rate": 1e-3,
     "box_jitter": 0.05,
     "scheduler": {"power": 1.0, "end_lr": 0.0, "warmup_steps": 5},
     "num_val_overlays": 3,
@@ -40,8 +39,10 @@ DEMO_CONFIG = {
 }
 
 
-def segment_with_boxes(checkpoint: Path, model_type: str, img_size: int, image_path: Path, boxes: np.ndarray) -> np.ndarray:
-    """Masks for XYXY `boxes` on one image with a finetuned checkpoint, through the public SamPredictor.
+def segment_with_boxes(checkpoint: Path, model_type: str, img_size: int, image_path: Path, boxes: np.ndarray,
+                       multimask: bool) -> np.ndarray:
+    """Masks for XYXY `boxes` on one image with a finetuned checkpoint, through the public SamPredictor
+    (with multimask, the candidate with the highest predicted IoU).
 
     Returns:
       (N, H, W) bool masks.
@@ -54,7 +55,7 @@ def segment_with_boxes(checkpoint: Path, model_type: str, img_size: int, image_p
     predictor.set_image(read_rgb(image_path))
     masks = []
     for box in boxes:
-        m, scores, _ = predictor.predict(box=box, multimask_output=True)
+        m, scores, _ = predictor.predict(box=box, multimask_output=multimask)
         masks.append(m[int(np.argmax(scores))])
     return np.stack(masks)
 
@@ -76,7 +77,8 @@ def run_demo(output_dir: str | Path, overrides: list[str] = ()) -> dict:
     sample = val_records[0]
     gt = np.stack([ref.load() for ref in sample.masks])
     boxes = np.stack([mask_to_box(torch.from_numpy(m)).numpy() for m in gt])
-    pred = segment_with_boxes(cfg.run_dir / "best_model.pth", cfg.model_type, cfg.img_size, sample.image_path, boxes)
+    pred = segment_with_boxes(cfg.run_dir / "best_model.pth", cfg.model_type, cfg.img_size, sample.image_path, boxes,
+                              cfg.multimask_output)
     inter = (pred & gt).reshape(len(gt), -1).sum(1)
     union = (pred | gt).reshape(len(gt), -1).sum(1)
     image_miou = float(np.mean(inter / np.maximum(union, 1)))
