@@ -21,11 +21,7 @@ MIN_MASK_IOU = 0.99
 SCORE_TOL = 1e-3
 BBOX_TOL_PX = 1.0
 
-# pycocotools' decode trips numpy 2's __array__ copy-keyword deprecation; not our code.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
-]
+pytestmark = pytest.mark.slow
 
 
 def _decode(segmentation: dict) -> np.ndarray:

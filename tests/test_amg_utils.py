@@ -54,7 +54,6 @@ def test_rle_round_trip_and_area():
 
 
 # pycocotools' decode trips numpy 2's __array__ copy-keyword deprecation; not our code.
-@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_coco_rle_equals_pycocotools_encode():
     for mask in _masks_for_rle():
         ours = coco_encode_rle(mask_to_rle_pytorch(torch.from_numpy(mask[None]))[0])
@@ -240,7 +239,6 @@ def test_postprocess_small_regions_updates_kept_masks():
     np.testing.assert_array_equal(rle_to_mask(out["rles"][0]), clean)
 
 
-@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_generator_output_modes_agree_and_progress_bar(capsys):
     from fastsam import SamPredictor, build_sam
 
