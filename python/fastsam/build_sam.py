@@ -129,6 +129,9 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "default": build_sam_vit_h,  # as in segment-anything
 }
 
+# The architectures themselves (the registry's "default" is an alias of vit_h); commands offer these.
+MODEL_TYPES: tuple[str, ...] = ("vit_t", "vit_b", "vit_l", "vit_h")
+
 
 def build_sam(model_type: str, checkpoint: str | os.PathLike | None = None) -> Sam:
     """Build a registered model by name.

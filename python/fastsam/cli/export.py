@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..build_sam import sam_model_registry
+from ..build_sam import MODEL_TYPES
 
 
 def _load_model(model_type: str, checkpoint: str | None, random_weights: bool):
@@ -37,7 +37,7 @@ def _load_model(model_type: str, checkpoint: str | None, random_weights: bool):
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Official (mobile_sam.pt, sam_vit_*.pth) or fastsam-trained checkpoint.")
 @click.option("--random-weights", is_flag=True, help="Export an untrained model (no --checkpoint); for testing only.")
-@click.option("--model-type", type=click.Choice(sorted(sam_model_registry)), default="vit_t", show_default=True,
+@click.option("--model-type", type=click.Choice(MODEL_TYPES), default="vit_t", show_default=True,
               help="Architecture of the checkpoint (vit_t = MobileSAM TinyViT).")
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the .onnx files and manifest.json (created if missing).")

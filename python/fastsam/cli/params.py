@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..build_sam import sam_model_registry
+from ..build_sam import MODEL_TYPES
 
 
 class PointType(click.ParamType):
@@ -51,7 +51,7 @@ class BoxType(click.ParamType):
 
 model_type_option = click.option(
     "--model-type",
-    type=click.Choice(sorted(sam_model_registry)),
+    type=click.Choice(MODEL_TYPES),
     default="vit_t",
     show_default=True,
     help="Architecture of the checkpoint (vit_t = MobileSAM TinyViT).",
