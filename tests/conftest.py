@@ -21,6 +21,16 @@ COCO128_DIR = SHARED_DIR / "data" / "coco128seg"
 # Index order used by predictor.npz keys (img0, img1, img2); see MANIFEST.md.
 FIXTURE_IMAGES = ("truck.jpg", "groceries.jpg", "picture1.jpg")
 
+# Every single-image prompt recorded in predictor.npz for each image (see the fixture MANIFEST).
+RECORDED_PROMPTS = (
+    "p0_point_fg",
+    "p1_point_fg_fractional",
+    "p2_points_fg_bg",
+    "p3_box",
+    "p4_box_point_bg",
+    "p5_point_with_mask_input",
+)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _single_process_torch():

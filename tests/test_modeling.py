@@ -4,20 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import RECORDED_PROMPTS
 
 from fastsam.build_sam import build_sam, count_parameters, sam_model_registry
 from fastsam.utils.transforms import ResizeLongestSide
-
-# Every single-image prompt recorded in predictor.npz (see the fixture MANIFEST).
-PROMPTS = (
-    "p0_point_fg",
-    "p1_point_fg_fractional",
-    "p2_points_fg_bg",
-    "p3_box",
-    "p4_box_point_bg",
-    "p5_point_with_mask_input",
-)
-
 
 def _prompt_tensors(golden: dict, image: int, prompt: str):
     """(points, box, mask_input) for the prompt encoder, in the 1024 frame, as the official predictor fed them."""
@@ -120,7 +110,7 @@ def test_decoder_matches_official_on_golden_embedding(fixture_model, predictor_g
     input_size = tuple(int(v) for v in predictor_golden["img1__input_size"])
     original_size = tuple(int(v) for v in predictor_golden["img1__original_size"])
     worst_logit = worst_iou = 0.0
-    for prompt in PROMPTS:
+    for prompt in RECORDED_PROMPTS:
         points, box, mask_input = _prompt_tensors(predictor_golden, 1, prompt)
         for multimask in (True, False):
             key = f"img1__{prompt}__mm{int(multimask)}__"

@@ -9,16 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import RECORDED_PROMPTS
 
 IMAGES = (0, 1, 2)
-SINGLE_PROMPTS = (
-    "p0_point_fg",
-    "p1_point_fg_fractional",
-    "p2_points_fg_bg",
-    "p3_box",
-    "p4_box_point_bg",
-    "p5_point_with_mask_input",
-)
 MASK_MISMATCH_FRACTION = 1e-3
 IOU_TOL = 1e-4
 LOGIT_TOL = 1e-3
@@ -88,7 +81,7 @@ def test_sizes_and_embedding_match_official(fixture_predictors, predictor_golden
 
 
 @pytest.mark.parametrize("multimask", (True, False), ids=("mm1", "mm0"))
-@pytest.mark.parametrize("prompt", SINGLE_PROMPTS)
+@pytest.mark.parametrize("prompt", RECORDED_PROMPTS)
 @pytest.mark.parametrize("image_index", IMAGES, ids=lambda i: f"img{i}")
 def test_predict_matches_official(fixture_predictors, predictor_golden, image_index, prompt, multimask):
     predictor = fixture_predictors[image_index]
@@ -104,7 +97,7 @@ def test_predict_matches_official(fixture_predictors, predictor_golden, image_in
 def test_transformed_prompts_match_official(fixture_predictors, predictor_golden, image_index):
     transform = fixture_predictors[image_index].transform
     original_size = fixture_predictors[image_index].original_size
-    for prompt in SINGLE_PROMPTS:
+    for prompt in RECORDED_PROMPTS:
         prefix = f"img{image_index}__{prompt}__"
         if prefix + "point_coords" in predictor_golden:
             np.testing.assert_allclose(
