@@ -1,7 +1,8 @@
 """int8 vs fp32 exports: box-prompt mask mIoU on held-out COCO images and the speed ratio.
 
 Exports the model (fp32, no parity gate, no simplification needed for the figures), quantises it
-with calibration images from coco128seg ``coco/train`` and evaluates on ``coco/val`` with the
+with calibration images from coco128seg ``coco/train`` (accuracy-driven: the most sensitive node
+groups stay float until the mIoU on calibration images reaches ``--target``) and evaluates on ``coco/val`` with the
 ground-truth object boxes as prompts. The fp32 masks are the reference (this measures what
 quantisation changes, not segmentation quality). Prints the figures and writes JSON.
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib-images", type=int, default=16)
     parser.add_argument("--heldout-images", type=int, default=10)
     parser.add_argument("--max-boxes", type=int, default=8, help="per held-out image")
+    parser.add_argument("--target", type=float, default=0.97, help="calibration mIoU the float-kept groups must reach")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--timing-repeats", type=int, default=5)
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the exported files here")
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO / "python"))
     from fastsam import build_sam
-    from fastsam.export import calibration, onnx_export, quantize
+    from fastsam.export import calibration, int8_search, onnx_export, quantize
 
     coco = args.data / "coco"
     if not (coco / "val" / "_annotations.coco.json").is_file():
@@ -77,10 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
     calib_files = calibration.list_image_files(coco / "train")[: args.calib_images]
     start = time.perf_counter()
-    quantize.quantize_encoder_static(
-        fp32["encoder"], int8["encoder"],
-        (calibration.encoder_input(calibration.read_image(f), size) for f in calib_files), len(calib_files))
-    quantize.quantize_decoder_dynamic(fp32["decoder"], int8["decoder"])
+    search = int8_search.quantize_accuracy_driven(
+        fp32, int8, [lambda f=f: calibration.encoder_input(calibration.read_image(f), size) for f in calib_files],
+        target=args.target)
     quantize_s = time.perf_counter() - start
 
     boxes = _coco_boxes(coco / "val" / "_annotations.coco.json")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "export_s": round(export_s, 1),
         "quantize_s": round(quantize_s, 1),
         **report,
+        "search": search,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "onnxruntime": onnxruntime.__version__},
         "command": "python benchmarks/bench_export_int8.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
           f"decoder int8 only {miou['decoder_int8_only']:.4f}")
     print(f"  encoder {timing['encoder_fp32_s'] * 1e3:.0f} ms -> {timing['encoder_int8_s'] * 1e3:.0f} ms (x{speed['encoder']:.2f}); "
           f"decoder {timing['decoder_fp32_s'] * 1e3:.1f} ms -> {timing['decoder_int8_s'] * 1e3:.1f} ms (x{speed['decoder']:.2f})")
+    print(f"  kept in float: {', '.join(search['excluded_groups']) or 'nothing'}")
     print(f"  wrote {args.out}")
     return 0
 

@@ -154,3 +154,100 @@ def test_tensorrt_build_rejects_bad_arguments_before_needing_tensorrt(tmp_path):
         tensorrt_engine.build_engine(tmp_path / "a.onnx", tmp_path / "a.engine", [], precision="int4")
     with pytest.raises(ValueError, match="calibration"):
         tensorrt_engine.build_engine(tmp_path / "a.onnx", tmp_path / "a.engine", [], precision="int8")
+
+
+def test_node_groups_follow_stage_and_projection_kind():
+    from fastsam.export.int8_search import node_group
+
+    assert node_group("encoder", "/image_encoder/layers.2/blocks.4/mlp/fc1/MatMul") == "encoder layers.2 mlp/fc1"
+    assert node_group("encoder", "/image_encoder/layers.2/blocks.0/mlp/fc1/MatMul") == "encoder layers.2 mlp/fc1"
+    assert node_group("encoder", "/image_encoder/layers.1/blocks.1/attn/qkv/MatMul") == "encoder layers.1 attn/qkv"
+    # decoder and decoder_batched name the same projection MatMul or Gemm: one group.
+    assert (node_group("decoder", "/transformer/layers.0/cross_attn_token_to_image/v_proj/MatMul_output_0")
+            == node_group("decoder", "/transformer/layers.0/cross_attn_token_to_image/v_proj/MatMul")
+            == "decoder layers.0/cross_attn_token_to_image")
+    assert node_group("decoder", "/output_hypernetworks_mlps.3/layers.1/Gemm") == "decoder output_hypernetworks_mlps"
+    assert node_group("decoder", "/MatMul_1") == "decoder /MatMul_1"
+
+
+def test_greedy_exclusion_keeps_the_most_sensitive_groups_float_until_the_target():
+    from fastsam.export.int8_search import greedy_exclusion
+
+    gain = {"a": 0.05, "b": 0.01, "c": 0.08, "d": 0.0}
+    calls = []
+
+    def score(excluded):
+        calls.append(excluded)
+        return 0.85 + sum(gain[g] for g in excluded)
+
+    result = greedy_exclusion(gain, score, target=0.97, log=lambda line: None)
+    assert result.excluded == ["c", "a"] and result.target_met
+    assert result.baseline == pytest.approx(0.85) and result.score == pytest.approx(0.98)
+    assert result.sensitivity == pytest.approx(gain)
+    assert [s["keep_float"] for s in result.steps] == ["c", "a"]
+    assert len(calls) == len(set(calls)) == 1 + 4 + 1  # {c} is not measured twice
+
+    unreachable = greedy_exclusion(gain, score, target=1.5, log=lambda line: None)
+    assert not unreachable.target_met and sorted(unreachable.excluded) == sorted(gain)
+    already = greedy_exclusion(gain, lambda excluded: 0.99, target=0.97, log=lambda line: None)
+    assert already.excluded == [] and already.target_met and already.sensitivity == {}
+
+
+def test_keep_float_restores_float_operands_of_a_qdq_graph(tmp_path):
+    import onnxruntime as ort
+
+    from fastsam.export import quantize
+    from fastsam.export.int8_search import quantized_nodes, groups_of, keep_float
+
+    rng = np.random.default_rng(0)
+    names = ["/image_encoder/layers.1/blocks.0/attn/qkv/MatMul", "/image_encoder/layers.1/blocks.0/mlp/fc1/MatMul"]
+    weights = [helper.make_tensor(f"w{i}", TensorProto.FLOAT, [16, 16], rng.normal(size=256).tolist()) for i in range(2)]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["image", "w0"], ["t"], name=names[0]),
+         helper.make_node("MatMul", ["t", "w1"], ["u"], name=names[1]), helper.make_node("Add", ["u", "bias"], ["y"])],
+        "two_matmuls", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [4, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])],
+        initializer=[*weights, helper.make_tensor("bias", TensorProto.FLOAT, [16], [0.5] * 16)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "f.onnx"))
+    inputs = [rng.normal(size=(4, 16)).astype(np.float32) for _ in range(4)]
+    quantize.quantize_encoder_static(tmp_path / "f.onnx", tmp_path / "q.onnx", iter(inputs), 4, progress=False,
+                                     preprocess=False)
+    float_model, qdq = onnx.load(str(tmp_path / "f.onnx")), onnx.load(str(tmp_path / "q.onnx"))
+    assert quantized_nodes(qdq) == set(names)
+    assert set(groups_of(tmp_path / "q.onnx", "encoder")) == {"encoder layers.1 attn/qkv", "encoder layers.1 mlp/fc1"}
+
+    def run(model):
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"image": inputs[0]})[0]
+
+    reference = run(float_model)
+    assert not np.allclose(run(qdq), reference, atol=1e-4)
+    half = keep_float(qdq, float_model, [names[1]])
+    assert quantized_nodes(half) == {names[0]}
+    all_float = keep_float(qdq, float_model, names)
+    assert quantized_nodes(all_float) == set()
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in all_float.graph.node)
+    np.testing.assert_allclose(run(all_float), reference, rtol=1e-5, atol=1e-5)
+    assert len(qdq.graph.node) == len(onnx.load(str(tmp_path / "q.onnx")).graph.node)  # input left untouched
+
+
+def test_dynamic_quantisation_keeps_excluded_gemms_float(tmp_path):
+    from fastsam.export import quantize
+
+    rng = np.random.default_rng(1)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["t"], name="/iou_prediction_head/layers.0/Gemm"),
+         helper.make_node("MatMul", ["t", "w"], ["y"], name="/transformer/layers.0/mlp/lin1/MatMul")],
+        "gemm_matmul", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 32])],
+        initializer=[helper.make_tensor("w", TensorProto.FLOAT, [32, 32], rng.normal(size=1024).tolist()),
+                     helper.make_tensor("b", TensorProto.FLOAT, [32], rng.normal(size=32).tolist())])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "d.onnx"))
+
+    def integer_products(excluded):
+        quantize.quantize_decoder_dynamic(tmp_path / "d.onnx", tmp_path / "q.onnx", nodes_to_exclude=excluded)
+        return sum(n.op_type == "MatMulInteger" for n in onnx.load(str(tmp_path / "q.onnx")).graph.node)
+
+    assert integer_products([]) == 2
+    assert integer_products(["/iou_prediction_head/layers.0/Gemm"]) == 1  # the Gemm too, not only MatMuls
+    assert integer_products(["/iou_prediction_head/layers.0/Gemm", "/transformer/layers.0/mlp/lin1/MatMul"]) == 0

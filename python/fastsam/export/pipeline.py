@@ -121,22 +121,19 @@ def calibration_sets(options: ExportOptions, image_size: int) -> tuple[list, lis
 
 def write_int8_variants(sam, options: ExportOptions, paths: dict[str, Path], log: Log) -> tuple[dict, dict]:
     """Write encoder/decoder/decoder_batched .int8.onnx and measure them; returns (paths, report)."""
-    from . import quantize
+    from . import int8_search, quantize
 
     image_size = int(sam.image_encoder.img_size)
     calib, held = calibration_sets(options, image_size)
     out = {key: paths[key].with_name(io_spec.variant_file(key, "int8")) for key in io_spec.BASE_MODELS}
-    _timed(log, f"quantize encoder: static int8 QDQ per-channel, {len(calib)} calibration images"
-                f" ({options.calib_dir or 'generated'})",
-           quantize.quantize_encoder_static, paths[io_spec.ENCODER], out[io_spec.ENCODER],
-           (make() for make in calib), len(calib))
-    for key in (io_spec.DECODER, io_spec.DECODER_BATCHED):
-        _timed(log, f"quantize {key}: dynamic int8", quantize.quantize_decoder_dynamic, paths[key], out[key])
+    search = _timed(log, f"quantize: static int8 QDQ encoder ({len(calib)} calibration images, "
+                         f"{options.calib_dir or 'generated'}), dynamic int8 decoders, accuracy-driven float groups",
+                    int8_search.quantize_accuracy_driven, paths, out, calib, INT8_MIOU_TARGET, log)
     log(f"int8 accuracy: box-prompt mask IoU vs fp32 on {len(held)} held-out images ...")
     report = quantize.accuracy_report(paths, out, held, timing_repeats=options.timing_repeats, progress=log)
     report.update(target_miou=INT8_MIOU_TARGET, calibration_images=len(calib),
                   calibration_source=str(options.calib_dir) if options.calib_dir else "generated",
-                  heldout_images=[image.name for image in held])
+                  heldout_images=[image.name for image in held], search=search)
     miou, speed = report["miou"], report["speedup"]
     log(f"  int8 mIoU vs fp32: end-to-end {miou['end_to_end']:.4f}, encoder-only {miou['encoder_int8_only']:.4f}, "
         f"decoder-only {miou['decoder_int8_only']:.4f} (target >= {INT8_MIOU_TARGET})")

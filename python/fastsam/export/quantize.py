@@ -19,7 +19,8 @@ per-tensor uint8 activations, and int8 (signed) weights overflow the u8s8 kernel
 intermediate sums on CPUs without VNNI (this machine: AVX2 only). So every convolution stays
 float32, as do the activation x activation MatMuls of attention, LayerNorm, Softmax, GELU and all
 Adds; the weight MatMuls/Gemms of the attention projections and MLPs are uint8 x uint8 QDQ with
-per-channel weights.
+per-channel weights. On top of this policy, ``int8_search`` keeps the node groups (encoder and
+decoders) that still cost the most accuracy in float until the calibration mIoU reaches the target.
 """
 from __future__ import annotations
 
@@ -102,11 +103,20 @@ def activation_matmuls(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
 
 
+def prepare_for_quantization(src: Path, dst: Path) -> Path:
+    """ORT's quant_pre_process (shape inference + graph optimisation) of ``src`` into ``dst``."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with _quiet():
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    return Path(dst)
+
+
 def quantize_encoder_static(src: Path, dst: Path, calibration_inputs: Iterable[np.ndarray], count: int,
                             nodes_to_exclude: list[str] | None = None, progress: bool = True,
                             op_types: tuple[str, ...] = ENCODER_OPS_TO_QUANTIZE,
                             calibrate_method: str = "MinMax", signed_weights: bool = False,
-                            reduce_range: bool = False) -> Path:
+                            reduce_range: bool = False, preprocess: bool = True) -> Path:
     """Static int8 QDQ encoder, per-channel weights, MinMax-calibrated on ``calibration_inputs``.
 
     Arguments:
@@ -119,16 +129,19 @@ def quantize_encoder_static(src: Path, dst: Path, calibration_inputs: Iterable[n
       calibrate_method: onnxruntime CalibrationMethod name (MinMax, Entropy, Percentile).
       signed_weights: int8 (symmetric) weights; False gives uint8 weights (U8U8 kernels).
       reduce_range: 7-bit weights, avoiding u8s8 overflow on CPUs without VNNI.
+      preprocess: run ORT's quant_pre_process first (False: ``src`` already went through it).
     Returns:
       dst.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     reader = EncoderCalibrationReader(calibration_inputs, count, progress)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         prepared = Path(tmp) / "encoder.prep.onnx"
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+        if preprocess:
+            prepare_for_quantization(src, prepared)
+        else:
+            prepared = Path(src)
         excluded = activation_matmuls(prepared) + list(nodes_to_exclude or [])
         quantize_static(
             str(prepared),
@@ -147,14 +160,17 @@ def quantize_encoder_static(src: Path, dst: Path, calibration_inputs: Iterable[n
     return Path(dst)
 
 
-def quantize_decoder_dynamic(src: Path, dst: Path, per_channel: bool = False, signed_weights: bool = False) -> Path:
+def quantize_decoder_dynamic(src: Path, dst: Path, per_channel: bool = False, signed_weights: bool = False,
+                             nodes_to_exclude: list[str] | None = None) -> Path:
     """Dynamic int8 decoder (weights int8 offline, activations quantised at run time), as SAM's
     official exporter does; Conv/ConvTranspose stay float (no dynamic int8 kernels for them)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # The dynamic quantiser first rewrites each Gemm as MatMul (named "<gemm>_MatMul") + Add.
+    nodes_to_exclude = [name for node in nodes_to_exclude or [] for name in (node, f"{node}_MatMul")]
     with _quiet():
         quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"],
-                         per_channel=per_channel, reduce_range=False,
+                         per_channel=per_channel, reduce_range=False, nodes_to_exclude=nodes_to_exclude,
                          weight_type=QuantType.QInt8 if signed_weights else QuantType.QUInt8)
     return Path(dst)
 
