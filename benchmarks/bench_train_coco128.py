@@ -5,6 +5,8 @@ Uses ../shared/data/coco128seg (COCO layout: polygons via pycocotools) and the v
 cached embeddings, box prompts from the ground truth.
 
   python benchmarks/bench_train_coco128.py [--steps 40] [--epochs 2] [--shared ../shared]
+
+Embeddings are kept on disk (--cache-dir), so only the first run pays for the encoder (~4 min here).
 """
 from __future__ import annotations
 
@@ -29,6 +31,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--max-objects", type=int, default=8, help="objects per training image and step")
+    parser.add_argument("--focal", type=float, default=1.0, help="focal loss weight")
+    parser.add_argument("--dice", type=float, default=1.0, help="dice loss weight")
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "build" / "embedding_cache")
+    parser.add_argument("--keep-run", type=Path, default=None, help="write the run folder here (default: a temp dir)")
     args = parser.parse_args()
     data = args.shared / "data" / "coco128seg" / "coco"
     checkpoint = args.shared / "fixtures" / "official_vit_t" / "vit_t_fixture.pth"
@@ -39,18 +47,21 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config_from_dict({
-            "output_dir": tmp, "model_type": "vit_t", "checkpoint": str(checkpoint),
+            "output_dir": str(args.keep_run or tmp), "embedding_cache_dir": str(args.cache_dir),
+            "max_objects_per_image": args.max_objects, "loss_weights": {"focal": args.focal, "dice": args.dice},
+            "model_type": "vit_t", "checkpoint": str(checkpoint),
             "train_img_dir": str(data / "train"), "train_coco": str(data / "train/_annotations.coco.json"),
             "val_img_dir": str(data / "val"), "val_coco": str(data / "val/_annotations.coco.json"),
             "freeze": {"image_encoder": True, "prompt_encoder": True}, "img_size": 1024,
-            "num_epochs": args.epochs, "max_steps_per_epoch": args.steps, "batch_size": 2,
+            "num_epochs": args.epochs, "max_steps_per_epoch": args.steps, "batch_size": args.batch_size,
             "learning_rate": args.lr, "box_jitter": 0.05, "num_val_overlays": 0, "seed": 0,
         })
         train(cfg)
         records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     start, end = records[0], records[-1]
     print(f"coco128seg val ({start['val_objects']} objects), vit_t fixture weights, decoder-only, "
-          f"{end['step']} steps of batch 2, lr {args.lr}:")
+          f"{end['step']} steps of batch {args.batch_size}, lr {args.lr}, loss weights focal {args.focal} "
+          f"dice {args.dice}, <= {args.max_objects} objects per image:")
     print(f"val mIoU {start['val_miou']:.4f} -> {end['val_miou']:.4f} (best {end['best_miou']:.4f}); "
           f"Dice {start['val_dice']:.4f} -> {end['val_dice']:.4f}")
 

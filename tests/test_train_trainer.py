@@ -176,3 +176,58 @@ def test_unfreeze_epoch_adds_frozen_parts_to_optimizer(small_root, tmp_path, one
     key = "image_encoder.neck.0.weight"
     assert not torch.equal(first["model"][key], second["model"][key])  # the encoder trained in epoch 1
     assert "unfroze every part" in (cfg.run_dir / "training_log.txt").read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_epoch_saves_and_resume_matches_unbroken_run(small_root, tmp_path, one_thread, monkeypatch):
+    import os
+    import signal
+
+    import fastsam.train.trainer as trainer
+    from fastsam.train.graceful_stop import TrainingStopped
+
+    unbroken = _cfg(small_root, tmp_path, run_name="unbroken", num_epochs=3, box_jitter=0.2)
+    final = trainer.train(unbroken)
+
+    calls = []
+    real_get_lr = trainer.get_lr
+
+    def interrupting_get_lr(*args):
+        calls.append(args[0])
+        if len(calls) == 4:  # steps 0, 1, epoch-0 record, step 2: Ctrl-C while step 2 runs
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_get_lr(*args)
+
+    broken = _cfg(small_root, tmp_path, run_name="broken", num_epochs=3, box_jitter=0.2)
+    monkeypatch.setattr(trainer, "get_lr", interrupting_get_lr)
+    with pytest.raises(TrainingStopped, match="after step 3") as stopped:
+        trainer.train(broken)
+    monkeypatch.setattr(trainer, "get_lr", real_get_lr)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    ckpt = torch.load(stopped.value.checkpoint, map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["epoch"] == 0
+    assert ckpt["partial_epoch"]["epoch"] == 1 and ckpt["partial_epoch"]["batches_done"] == 1
+
+    resumed = trainer.train(broken, resume=stopped.value.checkpoint)
+    assert resumed["step"] == final["step"] == 6
+    for key in ("train_loss", "val_miou", "val_dice"):
+        assert resumed[key] == final[key], key
+    a = torch.load(unbroken.run_dir / "latest_model.pth", map_location="cpu", weights_only=False)
+    b = torch.load(broken.run_dir / "latest_model.pth", map_location="cpu", weights_only=False)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert [r["epoch"] for r in _metrics(broken.run_dir)] == [-1, 0, 1, 2]
+
+
+def test_checkpoint_every_steps_writes_latest_inside_the_epoch(small_root, tmp_path, one_thread, monkeypatch):
+    import fastsam.train.trainer as trainer
+
+    saved = []
+    real_save = trainer.save_atomic
+    monkeypatch.setattr(trainer, "save_atomic",
+                        lambda ckpt, path: saved.append((path.name, ckpt["step"], ckpt.get("partial_epoch"))) or real_save(ckpt, path))
+    trainer.train(_cfg(small_root, tmp_path, num_epochs=1, checkpoint_every_steps=1, num_val_overlays=0))
+    latest = [(step, partial and partial["batches_done"]) for name, step, partial in saved if name == "latest_model.pth"]
+    assert latest == [(1, 1), (2, None)]  # after step 1 mid-epoch; the epoch end writes the full checkpoint
+    with pytest.raises(Exception, match="checkpoint_every_steps"):
+        _cfg(small_root, tmp_path, checkpoint_every_steps=0)

@@ -27,6 +27,7 @@ import click
 def main(config_path: str | None, resume: str | None, overrides: tuple[str, ...], demo: bool, output_dir: str) -> None:
     """Train a Segment Anything student as described by --config (or run --demo)."""
     from ..train.config import ConfigError, load_config
+    from ..train.graceful_stop import TrainingStopped
     from ..train.trainer import train
 
     rank = int(os.environ.get("RANK", "0"))
@@ -45,6 +46,9 @@ def main(config_path: str | None, resume: str | None, overrides: tuple[str, ...]
         record = train(cfg, resume=resume)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from err
+    except TrainingStopped as stopped:
+        click.echo(str(stopped), err=True)
+        raise SystemExit(130) from None
     if rank == 0 and record:
         click.echo(f"done: val mIoU {record['val_miou']:.4f} (best {record['best_miou']:.4f}); "
                    f"run folder {cfg.run_dir}")

@@ -46,6 +46,8 @@ class SamDataset(Dataset):
       boxes (N, 4) XYXY in resized-image pixels, or None;
       point_coords (N, P, 2) in resized-image pixels and point_labels (N, P), or None;
       index, image_path, digest.
+    With `load_images` False the image is not read ("image" is None): the trainer sets it while every
+    embedding comes from its cache, so cached epochs skip decoding and resizing photos.
     Randomness (object subset, jitter, points, flip) comes from a generator seeded by (seed, epoch,
     index), so an item is the same whichever worker loads it and after a resume.
     """
@@ -62,6 +64,7 @@ class SamDataset(Dataset):
         self.augment = augment and train
         self.seed = seed
         self.epoch = 0
+        self.load_images = True
         self._digests: dict[int, str] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,19 +79,25 @@ class SamDataset(Dataset):
             self._digests[index] = file_digest(self.records[index].image_path)
         return self._digests[index]
 
+    def digests(self) -> list[str]:
+        """Every image's digest, computed once here so loader workers inherit them."""
+        return [self.digest(i) for i in range(len(self))]
+
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + index)
-        with Image.open(rec.image_path) as img:
-            rgb = np.array(img.convert("RGB"))
         refs = list(rec.masks)
         if self.train and len(refs) > self.max_objects:
             pick = torch.randperm(len(refs), generator=gen)[: self.max_objects].sort().values
             refs = [refs[int(i)] for i in pick]
         masks = torch.from_numpy(np.stack([ref.load() for ref in refs]))
-        image = torch.from_numpy(rgb).permute(2, 0, 1).float()
+        image = None
+        if self.load_images:
+            with Image.open(rec.image_path) as img:
+                image = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float()
         if self.augment and torch.rand(1, generator=gen).item() < 0.5:
-            image, masks = image.flip(-1), masks.flip(-1)
+            masks = masks.flip(-1)
+            image = None if image is None else image.flip(-1)
         height, width = masks.shape[-2:]
         boxes = coords = labels = None
         if self.prompts.use_box:
@@ -100,7 +109,7 @@ class SamDataset(Dataset):
             coords = scale_coords(torch.stack([p[0] for p in pairs]), (height, width), self.img_size)
             labels = torch.stack([p[1] for p in pairs])
         return {
-            "image": resize_image(image, self.img_size),
+            "image": None if image is None else resize_image(image, self.img_size),
             "input_size": preprocess_shape(height, width, self.img_size),
             "original_size": (height, width),
             "gt_lowres": resize_pad_masks(masks, self.img_size, self.img_size // 4),

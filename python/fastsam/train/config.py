@@ -108,6 +108,8 @@ class TrainConfig:
     # optimisation
     num_epochs: int = 10
     max_steps_per_epoch: Optional[int] = None
+    # also write latest_model.pth every N optimizer steps inside an epoch (--resume then continues mid-epoch)
+    checkpoint_every_steps: Optional[int] = None
     batch_size: int = 4
     num_workers: int = 0
     learning_rate: float = 1e-4
@@ -119,6 +121,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     cache_embeddings: bool = True  # used only when the image encoder is frozen and augment is off
+    # also keep cached embeddings on disk here (<dir>/<model identity>/<image sha1>.pt): later runs skip the encoder
+    embedding_cache_dir: Optional[str] = None
     # distillation from features extracted by sam-extract-features
     use_distill: bool = False
     distill_feature_level: int = -1  # teacher block index (negative counts from the end)
@@ -270,6 +274,8 @@ def _check_consistency(cfg: TrainConfig) -> None:
         raise ConfigError("config: with use_box_prompt=false set num_pos_points >= 1, otherwise there is no prompt")
     if cfg.scheduler.warmup_steps < 0:
         raise ConfigError(f"config key 'scheduler.warmup_steps' must be >= 0, got {cfg.scheduler.warmup_steps}")
+    if cfg.checkpoint_every_steps is not None and cfg.checkpoint_every_steps < 1:
+        raise ConfigError(f"config key 'checkpoint_every_steps' must be >= 1 or null, got {cfg.checkpoint_every_steps}")
     if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
         raise ConfigError(f"config key 'max_steps_per_epoch' must be >= 1 or null, got {cfg.max_steps_per_epoch}")
     for split in ("train", "val"):

@@ -7,8 +7,8 @@ and only rank 0 writes files. The global batch is batch_size; each rank takes ba
 """
 from __future__ import annotations
 
+import itertools
 import logging
-import math
 import os
 import random
 import sys
@@ -30,6 +30,7 @@ from .checkpointing import load_training_checkpoint, rng_state, save_atomic, set
 from .config import ConfigError, TrainConfig, check_paths, save_config
 from .distill import DistillProjection, FeatureHook, check_manifest, load_teacher_features, resolve_level
 from .embedding_cache import EmbeddingCache, model_identity
+from .graceful_stop import GracefulStop, TrainingStopped
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
 from .losses import distillation_loss, mask_losses
 from .model_setup import build_student
@@ -76,6 +77,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class SkipSampler(Sampler):
+    """The indices of `sampler` after its first `skip` (a resumed epoch continues where it stopped)."""
+
+    def __init__(self, sampler: Sampler, skip: int):
+        self.sampler = sampler
+        self.skip = skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
 class ShardSampler(Sampler):
     """Every world_size-th index from rank, in order, without padding (validation counts each object once)."""
 
@@ -102,12 +117,21 @@ def embed_images(sam: nn.Module, items: list[dict], cache: EmbeddingCache | None
             out[i] = None if hit is None else hit.to(device)
         for i, item in enumerate(items):
             if out[i] is None:
+                if item["image"] is None:
+                    raise RuntimeError(f"embedding cache lost the entry of {item['image_path']} while images were "
+                                       "not being loaded (was the cache directory emptied during the run?)")
                 emb = sam.image_encoder(sam.preprocess(item["image"].to(device))[None])[0]
                 cache.put(item["digest"], emb)
                 out[i] = emb
         return out
     images = torch.stack([sam.preprocess(item["image"].to(device)) for item in items])
     return list(sam.image_encoder(images))
+
+
+def load_images_only_on_misses(cache: EmbeddingCache | None, *datasets: SamDataset) -> None:
+    """Let datasets skip reading photos while the cache holds every one of their embeddings."""
+    for ds in datasets:
+        ds.load_images = cache is None or not all(cache.contains(d) for d in ds.digests())
 
 
 def decode(sam: nn.Module, embedding: torch.Tensor, item: dict, multimask: bool, device: torch.device):
@@ -233,6 +257,15 @@ def _loaders(cfg: TrainConfig, info: DistInfo, train_ds: SamDataset, val_ds: Sam
     return sampler, train_loader, val_loader
 
 
+def _gather(sums: dict, info: DistInfo) -> list[dict]:
+    """Every rank's running loss sums (a mid-epoch checkpoint restores each rank's own)."""
+    if info.world_size == 1:
+        return [dict(sums)]
+    gathered: list = [None] * info.world_size
+    dist.all_gather_object(gathered, dict(sums))
+    return gathered
+
+
 def _wrap(loss_module: SegmentationLoss, info: DistInfo, device: torch.device) -> nn.Module:
     if info.world_size == 1:
         return loss_module
@@ -268,13 +301,18 @@ def _make_distiller(cfg: TrainConfig, sam: nn.Module, device: torch.device) -> t
     return Distiller(folder, manifest, hook), projection
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: int | None = None) -> dict:
+def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: int | None = None,
+          stop_after_step: int | None = None) -> dict:
     """Train a student SAM as configured; returns the last epoch's metrics record.
 
     Arguments:
       cfg: the resolved configuration.
       resume: a latest_model.pth/best_model.pth to continue from (model, optimizer, step, RNG, ...).
       stop_after_epoch: end right after this epoch's checkpoint (tests use it to simulate a kill).
+      stop_after_step: behave as if Ctrl-C came during this global step (tests).
+    Raises:
+      TrainingStopped: after SIGINT/SIGTERM (single process): latest_model.pth holds the last finished
+        step and --resume continues from it, mid-epoch.
     """
     info = setup_distributed()
     device = pick_device(cfg, info)
@@ -287,7 +325,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
     outputs = RunOutputs(cfg.run_dir) if info.is_main else None
     handler = outputs.attach_log_file() if outputs else None
     try:
-        return _run(cfg, info, device, outputs, resume, stop_after_epoch)
+        with GracefulStop(enabled=info.world_size == 1) as stop:
+            return _run(cfg, info, device, outputs, resume, stop_after_epoch, stop, stop_after_step)
     finally:
         if handler is not None:
             logging.getLogger("fastsam").removeHandler(handler)
@@ -297,7 +336,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
 
 
 def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOutputs | None,
-         resume: str | Path | None, stop_after_epoch: int | None) -> dict:
+         resume: str | Path | None, stop_after_epoch: int | None, stop: GracefulStop,
+         stop_after_step: int | None) -> dict:
     seed_everything(cfg.seed)
     if outputs:
         save_config(cfg, outputs.run_dir / "config.json")
@@ -332,34 +372,41 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
 
-    step, start_epoch, best_miou, history = 0, 0, -1.0, []
+    step, start_epoch, best_miou, history, partial = 0, 0, -1.0, [], None
+    record: dict = {}
     if resume is not None:
         ckpt = load_training_checkpoint(resume)
         sam.load_state_dict(ckpt["model"])
         if projection is not None:
             projection.load_state_dict(ckpt["distill_projection"])
         start_epoch = ckpt["epoch"] + 1
-        if frozen and cfg.unfreeze_epoch is not None and start_epoch > cfg.unfreeze_epoch:
+        partial = ckpt.get("partial_epoch")
+        # A checkpoint from inside the unfreeze epoch already has the unfrozen parameter group.
+        unfrozen_in = start_epoch if partial is None else start_epoch + 1
+        if frozen and cfg.unfreeze_epoch is not None and unfrozen_in > cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
             frozen = []
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
-        step, best_miou = ckpt["step"], ckpt["best_miou"]
+        step, best_miou, record = ckpt["step"], ckpt["best_miou"], dict(ckpt.get("metrics") or {})
         set_rng_state(ckpt["rng"])
         if outputs:
             outputs.truncate_metrics_after(ckpt["epoch"])
-        logger.info("resumed from %s after epoch %d (step %d, best val mIoU %.4f)", resume, ckpt["epoch"], step, best_miou)
+        logger.info("resumed from %s after epoch %d%s (step %d, best val mIoU %.4f)", resume, ckpt["epoch"],
+                    f" and {partial['batches_done']} batches of epoch {partial['epoch']}" if partial else "", step, best_miou)
 
     def make_cache() -> EmbeddingCache | None:
         if "image_encoder" in frozen and not cfg.augment and cfg.cache_embeddings:
-            return EmbeddingCache(model_identity(sam.image_encoder, cfg.img_size))
+            return EmbeddingCache(model_identity(sam.image_encoder, cfg.img_size), cfg.embedding_cache_dir)
         return None
 
     cache = make_cache()
-    logger.info("frozen: %s; embedding cache %s", ", ".join(frozen) or "nothing", "off" if cache is None else "on")
+    logger.info("frozen: %s; embedding cache %s", ", ".join(frozen) or "nothing",
+                "off" if cache is None else f"on ({cache.directory or 'in memory'})")
     loss_module = _wrap(SegmentationLoss(sam, cfg, projection, distiller), info, device)
 
     if resume is None:
+        load_images_only_on_misses(cache, val_ds)
         start, _ = evaluate(sam, val_loader, cache, cfg, device, info)
         record = {"epoch": -1, "step": 0, "train_loss": None, "val_miou": start["miou"], "val_dice": start["dice"],
                   "val_objects": start["objects"]}
@@ -369,7 +416,17 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         logger.info("before training: val mIoU %.4f, Dice %.4f over %d objects", start["miou"], start["dice"],
                     start["objects"])
 
-    record: dict = {}
+    def checkpoint(epoch_done: int, metrics: dict, partial_epoch: dict | None = None) -> dict:
+        ckpt = {"model": sam.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": {"step": step, "total_steps": total_steps, "kind": "polynomial"},
+                "scaler": scaler.state_dict(), "epoch": epoch_done, "step": step, "rng": rng_state(),
+                "config": cfg.to_dict(), "metrics": metrics, "best_miou": best_miou, "model_type": cfg.model_type}
+        if projection is not None:
+            ckpt["distill_projection"] = projection.state_dict()
+        if partial_epoch is not None:
+            ckpt["partial_epoch"] = partial_epoch
+        return ckpt
+
     for epoch in range(start_epoch, cfg.num_epochs):
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
@@ -380,13 +437,26 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         logger.info("epoch %d/%d: %s, loss weights focal %g dice %g iou %g", epoch + 1, cfg.num_epochs, stage.name,
                     stage.loss_weights.focal, stage.loss_weights.dice, stage.loss_weights.iou)
         set_train_mode(sam, frozen)
+        load_images_only_on_misses(cache, train_ds)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         sums = {"loss": 0.0, "focal": 0.0, "dice": 0.0, "iou": 0.0, "distill": 0.0}
+        done, loader, time_before = 0, train_loader, 0.0
+        if partial is not None and partial["epoch"] == epoch:
+            # Continue a stopped epoch: same shuffled order, minus the batches already trained.
+            done, time_before = partial["batches_done"], partial["train_time"]
+            if len(partial["sums_per_rank"]) != info.world_size:
+                raise ConfigError(f"--resume: the checkpoint stopped inside epoch {epoch + 1} with "
+                                  f"{len(partial['sums_per_rank'])} process(es); resume it with the same number "
+                                  f"(this run has {info.world_size})")
+            sums = dict(partial["sums_per_rank"][info.rank])
+            loader = DataLoader(train_ds, batch_size=train_loader.batch_size, num_workers=cfg.num_workers,
+                                sampler=SkipSampler(sampler, done * train_loader.batch_size), collate_fn=collate_samples)
+        partial = None
         t0 = time.perf_counter()
-        bar = tqdm(train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
+        bar = tqdm(loader, total=steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
                    disable=not info.is_main, file=sys.stderr, dynamic_ncols=True)
-        for i, items in enumerate(bar):
+        for i, items in enumerate(bar, start=done):
             if i >= steps_per_epoch:
                 break
             lr = get_lr(step, total_steps, cfg.learning_rate, cfg.scheduler.end_lr, cfg.scheduler.power,
@@ -407,8 +477,21 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             for key in ("focal", "dice", "iou", "distill"):
                 sums[key] += stats[key]
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            if stop_after_step is not None and step >= stop_after_step:
+                stop.requested = True
+            every = cfg.checkpoint_every_steps
+            if stop.requested or (every is not None and step % every == 0 and i + 1 < steps_per_epoch):
+                partial_epoch = {"epoch": epoch, "batches_done": i + 1, "train_time": time_before + time.perf_counter() - t0,
+                                 "sums_per_rank": _gather(sums, info)}
+                path = None
+                if outputs:
+                    path = save_atomic(checkpoint(epoch - 1, record, partial_epoch), outputs.run_dir / "latest_model.pth")
+                if stop.requested:
+                    bar.close()
+                    logger.warning("stop requested: saved step %d (epoch %d, batch %d) to %s", step, epoch + 1, i + 1, path)
+                    raise TrainingStopped(path, step)
         bar.close()
-        train_time = time.perf_counter() - t0
+        train_time = time_before + time.perf_counter() - t0
         if info.world_size > 1:
             # Each rank saw its share of every global batch: average the logged losses over ranks.
             packed = torch.tensor([sums[k] for k in sums], dtype=torch.float64)
@@ -416,6 +499,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             sums = {k: v.item() / info.world_size for k, v in zip(sums, packed)}
         means = {k: v / steps_per_epoch for k, v in sums.items()}
 
+        load_images_only_on_misses(cache, val_ds)
         val, previews = evaluate(sam, val_loader, cache, cfg, device, info,
                                  num_previews=cfg.num_val_overlays if info.is_main else 0)
         is_best = val["miou"] > best_miou
@@ -427,12 +511,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                   "val_objects": val["objects"], "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
         history.append(record)
         if outputs:
-            ckpt = {"model": sam.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": {"step": step, "total_steps": total_steps, "kind": "polynomial"},
-                    "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "rng": rng_state(),
-                    "config": cfg.to_dict(), "metrics": record, "best_miou": best_miou, "model_type": cfg.model_type}
-            if projection is not None:
-                ckpt["distill_projection"] = projection.state_dict()
+            ckpt = checkpoint(epoch, record)
             save_atomic(ckpt, outputs.run_dir / "latest_model.pth")
             if is_best:
                 save_atomic(ckpt, outputs.run_dir / "best_model.pth")
