@@ -8,14 +8,15 @@ import onnx
 import torch
 from torch import nn
 
-from . import io_spec
+from . import io_spec, mask_branch
 from .onnx_models import BatchedDecoderOnnxModel, DecoderOnnxModel, EncoderOnnxModel
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # dynamic Pad/Slice/Resize inputs need 11+, the quantisers want 13+
 
 
-def _export(module: nn.Module, args: tuple, path: Path, spec: io_spec.ModelSpec, opset: int) -> Path:
+def _trace(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+           dynamic_axes: dict, opset: int) -> Path:
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
     path = Path(path)
@@ -28,17 +29,70 @@ def _export(module: nn.Module, args: tuple, path: Path, spec: io_spec.ModelSpec,
             module,
             args,
             str(path),
-            input_names=spec.input_names,
-            output_names=spec.output_names,
-            dynamic_axes=spec.dynamic_axes(),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
         )
-    set_interface_shapes(path, spec)
     # The TorchScript exporter restores the wrapper's training flag on exit; wrappers are built in
     # eval mode, but make sure nothing (BatchNorm in TinyViT!) is left in training mode.
     module.eval()
+    return path
+
+
+def _export(module: nn.Module, args: tuple, path: Path, spec: io_spec.ModelSpec, opset: int) -> Path:
+    _trace(module, args, path, spec.input_names, spec.output_names, spec.dynamic_axes(), opset)
+    set_interface_shapes(path, spec)
+    return path
+
+
+class _DecoderBody(nn.Module):
+    """A decoder wrapper with the dense prompt embedding as a last, extra input."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, *inputs):
+        return self.decoder(*inputs[:-1], dense=inputs[-1])
+
+
+class _DenseEmbedding(nn.Module):
+    """``embed_masks(mask_input, has_mask_input)`` of a decoder wrapper."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, mask_input, has_mask_input):
+        return self.decoder.embed_masks(mask_input, has_mask_input)
+
+
+def _export_decoder(decoder: nn.Module, args: tuple, path: Path, spec: io_spec.ModelSpec, opset: int) -> Path:
+    """Trace body and mask embedding separately and join them with an If (see ``mask_branch``)."""
+    path = Path(path)
+    names = spec.input_names
+    mask_args = (args[names.index(io_spec.MASK_INPUT)], args[names.index(io_spec.HAS_MASK_INPUT)])
+    with torch.no_grad():
+        dense = decoder.embed_masks(*mask_args)
+    body_path = path.with_name(path.name + ".body.tmp")
+    masks_path = path.with_name(path.name + ".masks.tmp")
+    try:
+        axes = spec.dynamic_axes()
+        _trace(_DecoderBody(decoder), args + (dense,), body_path, names + [mask_branch.DENSE_INPUT],
+               spec.output_names, {**axes, mask_branch.DENSE_INPUT: {0: "dense_batch"}}, opset)
+        _trace(_DenseEmbedding(decoder), mask_args, masks_path, [io_spec.MASK_INPUT, io_spec.HAS_MASK_INPUT],
+               ["dense"], {k: v for k, v in axes.items() if k == io_spec.MASK_INPUT}, opset)
+        no_mask = decoder.no_mask_embedding().detach().numpy()
+        model = mask_branch.attach_mask_branch(onnx.load(str(body_path)), onnx.load(str(masks_path)), no_mask,
+                                               io_spec.HAS_MASK_INPUT, names)
+        onnx.save(model, str(path))
+    finally:
+        body_path.unlink(missing_ok=True)
+        masks_path.unlink(missing_ok=True)
+    set_interface_shapes(path, spec)
     return path
 
 
@@ -105,7 +159,7 @@ def export_decoder(sam: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Pa
     """Write the official-interface single-prompt decoder to ``path`` (see ``io_spec.decoder_spec``)."""
     sam.eval()
     size = int(sam.image_encoder.img_size)
-    return _export(DecoderOnnxModel(sam), example_decoder_inputs(size), path, io_spec.decoder_spec(size), opset)
+    return _export_decoder(DecoderOnnxModel(sam), example_decoder_inputs(size), path, io_spec.decoder_spec(size), opset)
 
 
 def export_decoder_batched(sam: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Path:
@@ -113,7 +167,7 @@ def export_decoder_batched(sam: nn.Module, path: Path, opset: int = DEFAULT_OPSE
     sam.eval()
     size = int(sam.image_encoder.img_size)
     args = example_decoder_inputs(size, num_prompts=3)
-    return _export(BatchedDecoderOnnxModel(sam), args, path, io_spec.decoder_batched_spec(size), opset)
+    return _export_decoder(BatchedDecoderOnnxModel(sam), args, path, io_spec.decoder_batched_spec(size), opset)
 
 
 EXPORTERS = {

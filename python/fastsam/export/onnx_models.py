@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import decoder_graph
+
 
 class EncoderOnnxModel(nn.Module):
     """Normalise (pixel mean/std), zero-pad bottom/right to ``image_size``², run the image encoder.
@@ -40,13 +42,18 @@ class EncoderOnnxModel(nn.Module):
 
 
 class _PromptEmbedder(nn.Module):
-    """Trace-friendly prompt embedding shared by both decoders (no data-dependent control flow)."""
+    """Trace-friendly prompt embedding shared by both decoders (no data-dependent control flow).
 
-    def __init__(self, sam: nn.Module) -> None:
+    ``optimized_graph`` True predicts masks with ``decoder_graph.predict_masks`` (the exported layout),
+    False with ``MaskDecoder.predict_masks`` (the reference the parity gate compares against).
+    """
+
+    def __init__(self, sam: nn.Module, optimized_graph: bool = True) -> None:
         super().__init__()
         self.prompt_encoder = sam.prompt_encoder
         self.mask_decoder = sam.mask_decoder
         self.img_size = int(sam.image_encoder.img_size)
+        self.optimized_graph = optimized_graph
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         # Random Fourier features of coords normalised to [0, 1], as the prompt encoder's pe_layer does.
@@ -76,15 +83,20 @@ class _PromptEmbedder(nn.Module):
         no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         return embedding + (1 - has_mask_input) * no_mask
 
-    def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+    def no_mask_embedding(self) -> torch.Tensor:
+        """(1,256,1,1): the dense embedding of every prompt when has_mask_input is 0."""
+        return self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+
+    def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, dense=None):
+        """Low-res logits and IoU of all mask tokens; ``dense`` (from ``embed_masks``) is computed when None."""
         sparse = self.embed_points(point_coords, point_labels)
-        dense = self.embed_masks(mask_input, has_mask_input)
-        return self.mask_decoder.predict_masks(
-            image_embeddings=image_embeddings,
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-        )
+        if dense is None:
+            dense = self.embed_masks(mask_input, has_mask_input)
+        image_pe = self.prompt_encoder.get_dense_pe()
+        if self.optimized_graph:
+            return decoder_graph.predict_masks(self.mask_decoder, image_embeddings, image_pe, sparse, dense)
+        dense = dense.expand(sparse.shape[0], -1, image_embeddings.shape[-2], image_embeddings.shape[-1])
+        return self.mask_decoder.predict_masks(image_embeddings, image_pe, sparse, dense)
 
 
 class DecoderOnnxModel(_PromptEmbedder):
@@ -92,10 +104,11 @@ class DecoderOnnxModel(_PromptEmbedder):
 
     Arguments:
       sam: a ``Sam`` model; prompt encoder and mask decoder are used.
+      optimized_graph: see ``_PromptEmbedder``.
     """
 
-    def __init__(self, sam: nn.Module) -> None:
-        super().__init__(sam)
+    def __init__(self, sam: nn.Module, optimized_graph: bool = True) -> None:
+        super().__init__(sam, optimized_graph)
         self.eval()
 
     def _prepadded_size(self, orig_im_size: torch.Tensor) -> torch.Tensor:
@@ -113,9 +126,11 @@ class DecoderOnnxModel(_PromptEmbedder):
         return F.interpolate(masks, size=(orig[0], orig[1]), mode="bilinear", align_corners=False)
 
     @torch.no_grad()
-    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size):
-        """Inputs/outputs as ``io_spec.decoder_spec``: returns (masks, iou_predictions, low_res_masks)."""
-        low_res, iou = self.decode(image_embeddings, point_coords, point_labels, mask_input, has_mask_input)
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size,
+                dense=None):
+        """Inputs/outputs as ``io_spec.decoder_spec``: returns (masks, iou_predictions, low_res_masks).
+        ``dense`` replaces ``embed_masks(mask_input, has_mask_input)`` (the export computes it in an If)."""
+        low_res, iou = self.decode(image_embeddings, point_coords, point_labels, mask_input, has_mask_input, dense)
         return self.postprocess(low_res, orig_im_size), iou, low_res
 
 
@@ -124,14 +139,16 @@ class BatchedDecoderOnnxModel(_PromptEmbedder):
 
     Arguments:
       sam: a ``Sam`` model; prompt encoder and mask decoder are used.
+      optimized_graph: see ``_PromptEmbedder``.
     """
 
-    def __init__(self, sam: nn.Module) -> None:
-        super().__init__(sam)
+    def __init__(self, sam: nn.Module, optimized_graph: bool = True) -> None:
+        super().__init__(sam, optimized_graph)
         self.eval()
 
     @torch.no_grad()
-    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
-        """Inputs/outputs as ``io_spec.decoder_batched_spec``: returns (iou_predictions, low_res_masks)."""
-        low_res, iou = self.decode(image_embeddings, point_coords, point_labels, mask_input, has_mask_input)
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, dense=None):
+        """Inputs/outputs as ``io_spec.decoder_batched_spec``: returns (iou_predictions, low_res_masks).
+        ``dense`` replaces ``embed_masks(mask_input, has_mask_input)`` (the export computes it in an If)."""
+        low_res, iou = self.decode(image_embeddings, point_coords, point_labels, mask_input, has_mask_input, dense)
         return iou, low_res

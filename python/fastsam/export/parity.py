@@ -121,7 +121,8 @@ def _compare_decoder(spec: io_spec.ModelSpec, module, session, feeds: dict[str, 
 
 def check_decoder(sam, path: Path, embeddings: dict[str, np.ndarray], orig_im_size: tuple[int, int],
                   precision: str = "fp32") -> list[ParityCheck]:
-    """Compare decoder.onnx with the torch ``DecoderOnnxModel`` on point, box and mask-input prompts.
+    """Compare decoder.onnx with the torch ``DecoderOnnxModel`` (reference formulation, not the exported
+    ``decoder_graph`` layout) on point, box and mask-input prompts.
 
     Arguments:
       embeddings: case name -> (1,256,64,64) image embedding.
@@ -135,13 +136,14 @@ def check_decoder(sam, path: Path, embeddings: dict[str, np.ndarray], orig_im_si
             feed[io_spec.IMAGE_EMBEDDINGS] = embedding.astype(np.float32)
             feed[io_spec.ORIG_IM_SIZE] = np.array(orig_im_size, dtype=np.float32)
             feeds[f"{case}/{num_points}pt{'+mask' if with_mask else ''}"] = feed
-    return _compare_decoder(io_spec.decoder_spec(size), DecoderOnnxModel(sam), ort_session(path), feeds,
-                            TOLERANCES[precision])
+    reference = DecoderOnnxModel(sam, optimized_graph=False)
+    return _compare_decoder(io_spec.decoder_spec(size), reference, ort_session(path), feeds, TOLERANCES[precision])
 
 
 def check_decoder_batched(sam, path: Path, embeddings: dict[str, np.ndarray],
                           precision: str = "fp32") -> list[ParityCheck]:
-    """Compare decoder_batched.onnx with the torch ``BatchedDecoderOnnxModel`` (B=5 prompts x N=3 points)."""
+    """Compare decoder_batched.onnx with the torch ``BatchedDecoderOnnxModel`` (reference formulation;
+    B=5 prompts x N=3 points)."""
     size = int(sam.image_encoder.img_size)
     feeds = {}
     for case, embedding in embeddings.items():
@@ -149,8 +151,9 @@ def check_decoder_batched(sam, path: Path, embeddings: dict[str, np.ndarray],
             feed = random_prompts(10 + seed, 5, 3, size, with_mask)
             feed[io_spec.IMAGE_EMBEDDINGS] = embedding.astype(np.float32)
             feeds[f"{case}/5x3{'+mask' if with_mask else ''}"] = feed
-    return _compare_decoder(io_spec.decoder_batched_spec(size), BatchedDecoderOnnxModel(sam), ort_session(path),
-                            feeds, TOLERANCES[precision])
+    reference = BatchedDecoderOnnxModel(sam, optimized_graph=False)
+    return _compare_decoder(io_spec.decoder_batched_spec(size), reference, ort_session(path), feeds,
+                            TOLERANCES[precision])
 
 
 def summarize(checks: list[ParityCheck]) -> dict:
