@@ -140,22 +140,59 @@ void OnnxModel::require(const std::vector<std::string>& inputs, const std::vecto
   }
 }
 
+namespace {
+
+const Ort::MemoryInfo& cpu_memory() {
+  static const Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  return memory;
+}
+
+size_t element_count(const std::vector<int64_t>& shape) {
+  size_t count = 1;
+  for (int64_t d : shape) count *= static_cast<size_t>(d);
+  return count;
+}
+
+void wrap_inputs(const std::vector<NamedTensor>& inputs, std::vector<Ort::Value>& values,
+                 std::vector<const char*>& names) {
+  values.reserve(inputs.size());
+  for (const NamedTensor& t : inputs) {
+    // ORT does not write to inputs; the C API takes a non-const pointer.
+    values.push_back(Ort::Value::CreateTensor<float>(cpu_memory(), const_cast<float*>(t.data), element_count(t.shape),
+                                                     t.shape.data(), t.shape.size()));
+    names.push_back(t.name);
+  }
+}
+
+}  // namespace
+
 std::vector<Ort::Value> OnnxModel::run(const std::vector<NamedTensor>& inputs, const std::vector<const char*>& outputs) {
   try {
-    static const Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
     std::vector<Ort::Value> values;
     std::vector<const char*> names;
-    values.reserve(inputs.size());
-    for (const NamedTensor& t : inputs) {
-      size_t count = 1;
-      for (int64_t d : t.shape) count *= static_cast<size_t>(d);
-      // ORT does not write to inputs; the C API takes a non-const pointer.
-      values.push_back(Ort::Value::CreateTensor<float>(memory, const_cast<float*>(t.data), count, t.shape.data(),
-                                                       t.shape.size()));
-      names.push_back(t.name);
-    }
+    wrap_inputs(inputs, values, names);
     return session_.Run(Ort::RunOptions{nullptr}, names.data(), values.data(), values.size(), outputs.data(),
                         outputs.size());
+  } catch (const Ort::Exception& e) {
+    throw Error(ErrorCode::kInference, "running " + path_ + " failed: " + e.what());
+  }
+}
+
+void OnnxModel::run_into(const std::vector<NamedTensor>& inputs, const std::vector<OutputBuffer>& outputs) {
+  try {
+    std::vector<Ort::Value> values;
+    std::vector<const char*> names;
+    wrap_inputs(inputs, values, names);
+    std::vector<Ort::Value> out_values;
+    std::vector<const char*> out_names;
+    out_values.reserve(outputs.size());
+    for (const OutputBuffer& t : outputs) {
+      out_values.push_back(Ort::Value::CreateTensor<float>(cpu_memory(), t.data, element_count(t.shape),
+                                                           t.shape.data(), t.shape.size()));
+      out_names.push_back(t.name);
+    }
+    session_.Run(Ort::RunOptions{nullptr}, names.data(), values.data(), values.size(), out_names.data(),
+                 out_values.data(), out_values.size());
   } catch (const Ort::Exception& e) {
     throw Error(ErrorCode::kInference, "running " + path_ + " failed: " + e.what());
   }

@@ -15,6 +15,13 @@ struct NamedTensor {
   std::vector<int64_t> shape;
 };
 
+// A caller-owned output buffer of exactly `shape` (the model must produce that shape).
+struct OutputBuffer {
+  const char* name;
+  float* data;
+  std::vector<int64_t> shape;
+};
+
 class OnnxModel {
  public:
   // Throws fastsam::Error: kFileNotFound (no file), kProviderUnavailable, kInference (ORT failed to load it).
@@ -27,6 +34,9 @@ class OnnxModel {
 
   // Runs the model; throws fastsam::Error(kInference) with ORT's message on failure.
   std::vector<Ort::Value> run(const std::vector<NamedTensor>& inputs, const std::vector<const char*>& outputs);
+  // Runs the model writing the outputs straight into caller buffers (no copy); a model producing another
+  // shape throws fastsam::Error(kInference).
+  void run_into(const std::vector<NamedTensor>& inputs, const std::vector<OutputBuffer>& outputs);
 
   const std::string& path() const { return path_; }
 
