@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--img-size", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--max-objects", type=int, default=8, help="objects per training image and step")
     parser.add_argument("--focal", type=float, default=1.0, help="focal loss weight")
@@ -52,18 +53,20 @@ def main() -> None:
             "model_type": "vit_t", "checkpoint": str(checkpoint),
             "train_img_dir": str(data / "train"), "train_coco": str(data / "train/_annotations.coco.json"),
             "val_img_dir": str(data / "val"), "val_coco": str(data / "val/_annotations.coco.json"),
-            "freeze": {"image_encoder": True, "prompt_encoder": True}, "img_size": 1024,
+            "freeze": {"image_encoder": True, "prompt_encoder": True}, "img_size": args.img_size,
             "num_epochs": args.epochs, "max_steps_per_epoch": args.steps, "batch_size": args.batch_size,
             "learning_rate": args.lr, "box_jitter": 0.05, "num_val_overlays": 0, "seed": 0,
         })
         train(cfg)
         records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     start, end = records[0], records[-1]
-    print(f"coco128seg val ({start['val_objects']} objects), vit_t fixture weights, decoder-only, "
+    print(f"coco128seg val ({start['val_objects']} objects), vit_t fixture weights at {args.img_size} px, decoder-only, "
           f"{end['step']} steps of batch {args.batch_size}, lr {args.lr}, loss weights focal {args.focal} "
           f"dice {args.dice}, <= {args.max_objects} objects per image:")
     print(f"val mIoU {start['val_miou']:.4f} -> {end['val_miou']:.4f} (best {end['best_miou']:.4f}); "
-          f"Dice {start['val_dice']:.4f} -> {end['val_dice']:.4f}")
+          f"Dice {start['val_dice']:.4f} -> {end['val_dice']:.4f}; predicted masks cover "
+          f"{100 * start['val_pred_area']:.1f}% -> {100 * end['val_pred_area']:.1f}% of the image "
+          f"(objects {100 * end['val_gt_area']:.1f}%)")
 
 
 if __name__ == "__main__":

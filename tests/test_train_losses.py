@@ -124,3 +124,24 @@ def test_frozen_parts_stay_bit_identical_after_a_step():
         if not key.startswith("mask_decoder."):
             assert torch.equal(value, after[key]), key
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder."))
+
+
+def test_bce_loss_hand_values_and_weight_in_total():
+    from fastsam.train.losses import bce_loss
+
+    logits = torch.tensor([[[0.0, math.log(3.0)]]])  # p = 0.5 and 0.75
+    targets = torch.tensor([[[1.0, 0.0]]])
+    assert bce_loss(logits, targets).item() == pytest.approx((LN2 - math.log(0.25)) / 2, rel=1e-6)
+    target = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    masks = torch.zeros(1, 1, 2, 2)  # p = 0.5 everywhere: per-pixel BCE is ln 2
+    off = mask_losses(masks, torch.ones(1, 1), target, w_focal=0.0, w_dice=0.0, w_iou=0.0)
+    on = mask_losses(masks, torch.ones(1, 1), target, w_focal=0.0, w_dice=0.0, w_iou=0.0, w_bce=2.0)
+    assert off.total.item() == 0.0 and on.bce.item() == pytest.approx(LN2, rel=1e-6)
+    assert on.total.item() == pytest.approx(2 * LN2, rel=1e-6)
+
+
+def test_stage_overrides_bce_weight():
+    cfg = config_from_dict({"train_img_dir": "x", "train_mask_dir": "y", "loss_weights": {"bce": 0.5},
+                            "stage_schedule": [{"start_epoch": 1, "end_epoch": 2, "loss_weights": {"bce": 3.0}}]})
+    assert stage_for_epoch(cfg, 0).loss_weights.bce == 0.5
+    assert stage_for_epoch(cfg, 1).loss_weights.bce == 3.0 and stage_for_epoch(cfg, 1).loss_weights.dice == 1.0

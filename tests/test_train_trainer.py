@@ -88,6 +88,13 @@ def test_run_folder_checkpoint_layout_and_outputs(small_root, tmp_path, one_thre
     log = (run / "training_log.txt").read_text()
     assert "RANDOM weights" in log and "epoch 1/1: loss" in log and "val mIoU" in log
     assert [r["epoch"] for r in _metrics(run)] == [-1, 0]
+    # Mask coverage: the GT figure is the mean object area fraction of the validation masks on disk.
+    import numpy as np
+    from PIL import Image
+
+    areas = [(np.array(Image.open(p)) > 0).mean() for p in sorted((small_root / "val/masks").iterdir())]
+    assert record["val_gt_area"] == pytest.approx(float(np.mean(areas)), rel=1e-9)
+    assert 0.0 <= record["val_pred_area"] <= 1.0
 
 
 @pytest.mark.slow
@@ -231,3 +238,16 @@ def test_checkpoint_every_steps_writes_latest_inside_the_epoch(small_root, tmp_p
     assert latest == [(1, 1), (2, None)]  # after step 1 mid-epoch; the epoch end writes the full checkpoint
     with pytest.raises(Exception, match="checkpoint_every_steps"):
         _cfg(small_root, tmp_path, checkpoint_every_steps=0)
+
+
+def test_collapse_warnings_name_empty_and_full_masks(caplog):
+    from fastsam.train.trainer import warn_if_collapsed
+
+    with caplog.at_level("WARNING", logger="fastsam.train"):
+        warn_if_collapsed({"objects": 10, "pred_area": 0.0001, "gt_area": 0.05})
+        warn_if_collapsed({"objects": 10, "pred_area": 0.97, "gt_area": 0.05})
+        warn_if_collapsed({"objects": 10, "pred_area": 0.06, "gt_area": 0.05})  # healthy: no warning
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert "empty" in messages[0] and "0.010%" in messages[0] and "5.0%" in messages[0]
+    assert "whole frame" in messages[1] and "97.0%" in messages[1]

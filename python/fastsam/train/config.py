@@ -31,11 +31,13 @@ class FreezeConfig:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the mask losses; the total is focal*L_focal + dice*L_dice + iou*L_iou (+ distillation)."""
+    """Weights of the mask losses; the total is focal*L_focal + dice*L_dice + bce*L_bce + iou*L_iou
+    (+ distillation)."""
 
     focal: float = 1.0
     dice: float = 1.0
     iou: float = 1.0
+    bce: float = 0.0  # plain pixel-wise binary cross-entropy, off by default
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class LossWeightOverrides:
     focal: Optional[float] = None
     dice: Optional[float] = None
     iou: Optional[float] = None
+    bce: Optional[float] = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Training losses: focal + dice on mask logits, IoU-head MSE, multimask min-loss, feature distillation.
+"""Training losses: focal + dice (+ optional BCE) on mask logits, IoU-head MSE, multimask min-loss, feature distillation.
 
 Per-mask functions take logits/targets shaped (..., H, W) and return one value per mask (...), so
 the multimask selection and the weighting stay visible in `mask_losses`.
@@ -40,6 +40,15 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) 
     return 1 - (2 * (prob * t).sum(-1) + smooth) / (prob.sum(-1) + t.sum(-1) + smooth)
 
 
+def bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits averaged over pixels.
+
+    Returns:
+      (...) per-mask loss.
+    """
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(-2).mean(-1)
+
+
 def mask_iou(logits: torch.Tensor, targets: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
     """IoU of the binarised prediction (logits > threshold) with the target; 1.0 when both are empty.
 
@@ -61,22 +70,23 @@ class MaskLossTerms:
     focal: torch.Tensor
     dice: torch.Tensor
     iou: torch.Tensor
+    bce: torch.Tensor
     total: torch.Tensor
     chosen: torch.Tensor
 
 
 def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor, w_focal: float, w_dice: float,
-                w_iou: float, threshold: float = 0.0) -> MaskLossTerms:
+                w_iou: float, threshold: float = 0.0, w_bce: float = 0.0) -> MaskLossTerms:
     """Losses of M candidate masks per prompt, keeping the lowest-loss candidate (SAM's multimask rule).
 
     Arguments:
       logits: (N, M, H, W) mask logits for N prompts (M = 3 multimask or 1).
       iou_pred: (N, M) predicted IoU.
       targets: (N, H, W) GT masks in {0, 1} at the logits' resolution.
-      w_focal, w_dice, w_iou: loss weights.
+      w_focal, w_dice, w_iou, w_bce: loss weights.
       threshold: logit threshold for the actual IoU the IoU head regresses.
     Returns:
-      MaskLossTerms; focal/dice are those of the chosen mask; the IoU MSE covers every candidate,
+      MaskLossTerms; focal/dice/bce are those of the chosen mask; the IoU MSE covers every candidate,
       since every predicted score has a true IoU to match.
     """
     if logits.ndim != 4 or targets.shape != (logits.shape[0], *logits.shape[-2:]):
@@ -85,13 +95,14 @@ def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Ten
     expanded = targets[:, None].expand_as(logits)
     focal = sigmoid_focal_loss(logits, expanded)
     dice = dice_loss(logits, expanded)
-    chosen = (w_focal * focal + w_dice * dice).argmin(dim=1)
+    bce = bce_loss(logits, expanded)
+    chosen = (w_focal * focal + w_dice * dice + w_bce * bce).argmin(dim=1)
     rows = torch.arange(logits.shape[0])
     iou_target = mask_iou(logits, expanded, threshold)
     iou = F.mse_loss(iou_pred, iou_target)
-    focal_c, dice_c = focal[rows, chosen].mean(), dice[rows, chosen].mean()
-    total = w_focal * focal_c + w_dice * dice_c + w_iou * iou
-    return MaskLossTerms(focal=focal_c, dice=dice_c, iou=iou, total=total, chosen=chosen)
+    focal_c, dice_c, bce_c = focal[rows, chosen].mean(), dice[rows, chosen].mean(), bce[rows, chosen].mean()
+    total = w_focal * focal_c + w_dice * dice_c + w_bce * bce_c + w_iou * iou
+    return MaskLossTerms(focal=focal_c, dice=dice_c, iou=iou, bce=bce_c, total=total, chosen=chosen)
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:

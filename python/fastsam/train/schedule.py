@@ -43,6 +43,7 @@ def stage_for_epoch(cfg: TrainConfig, epoch: int) -> ActiveStage:
                 focal=base.focal if over.focal is None else over.focal,
                 dice=base.dice if over.dice is None else over.dice,
                 iou=base.iou if over.iou is None else over.iou,
+                bce=base.bce if over.bce is None else over.bce,
             )
             return ActiveStage(
                 name=f"stage {i} (epochs {stage.start_epoch}-{stage.end_epoch - 1}, "

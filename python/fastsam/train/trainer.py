@@ -185,13 +185,13 @@ class SegmentationLoss(nn.Module):
         encoder_frozen = not any(p.requires_grad for p in self.sam.image_encoder.parameters())
         with torch.set_grad_enabled(not encoder_frozen):
             embeddings = embed_images(self.sam, items, cache, device)
-        totals, stats = [], {"focal": 0.0, "dice": 0.0, "iou": 0.0, "distill": 0.0}
+        totals, stats = [], {"focal": 0.0, "dice": 0.0, "bce": 0.0, "iou": 0.0, "distill": 0.0}
         for item, emb in zip(items, embeddings):
             logits, iou_pred = decode(self.sam, emb, item, self.cfg.multimask_output, device)
             terms = mask_losses(logits.float(), iou_pred.float(), item["gt_lowres"].to(device), weights.focal,
-                                weights.dice, weights.iou, self.cfg.mask_threshold)
+                                weights.dice, weights.iou, self.cfg.mask_threshold, weights.bce)
             totals.append(terms.total)
-            for key in ("focal", "dice", "iou"):
+            for key in ("focal", "dice", "bce", "iou"):
                 stats[key] += getattr(terms, key).item() / len(items)
         loss = torch.stack(totals).mean()
         if stage.distillation and self.distiller is not None:
@@ -208,15 +208,16 @@ class SegmentationLoss(nn.Module):
 @torch.no_grad()
 def evaluate(sam: nn.Module, loader: DataLoader, cache: EmbeddingCache | None, cfg: TrainConfig,
              device: torch.device, info: DistInfo, num_previews: int = 0) -> tuple[dict, list[dict]]:
-    """Per-object IoU and Dice at mask_threshold, at the original image resolution.
+    """Per-object IoU and Dice at mask_threshold, at the original image resolution, and the mean fraction
+    of the image the predicted / ground-truth masks cover (shows a collapse to empty or full masks).
 
     With multimask output the candidate with the highest predicted IoU is scored (as at inference).
 
     Returns:
-      ({"miou", "dice", "objects"} reduced over ranks, preview dicts for the first images on this rank).
+      ({"miou", "dice", "objects", "pred_area", "gt_area"} reduced over ranks, preview dicts for the first images on this rank).
     """
     sam.eval()
-    sums = torch.zeros(3, dtype=torch.float64)
+    sums = torch.zeros(5, dtype=torch.float64)
     previews = []
     for items in loader:
         for item, emb in zip(items, embed_images(sam, items, cache, device)):
@@ -231,6 +232,9 @@ def evaluate(sam: nn.Module, loader: DataLoader, cache: EmbeddingCache | None, c
             sums[0] += (inter / union.clamp(min=1)).sum().cpu()
             sums[1] += (2 * inter / total.clamp(min=1)).sum().cpu()
             sums[2] += gt.shape[0]
+            pixels = float(gt.shape[-2] * gt.shape[-1])
+            sums[3] += (pred.flatten(1).sum(1).double() / pixels).sum().cpu()
+            sums[4] += (gt.flatten(1).sum(1).double() / pixels).sum().cpu()
             if len(previews) < num_previews:
                 scale = max(item["original_size"]) / cfg.img_size
                 boxes = None if item["boxes"] is None else (item["boxes"] * scale).cpu()
@@ -239,7 +243,19 @@ def evaluate(sam: nn.Module, loader: DataLoader, cache: EmbeddingCache | None, c
     if info.world_size > 1:
         dist.all_reduce(sums)
     count = max(1.0, sums[2].item())
-    return {"miou": sums[0].item() / count, "dice": sums[1].item() / count, "objects": int(sums[2].item())}, previews
+    return {"miou": sums[0].item() / count, "dice": sums[1].item() / count, "objects": int(sums[2].item()),
+            "pred_area": sums[3].item() / count, "gt_area": sums[4].item() / count}, previews
+
+
+def warn_if_collapsed(val: dict) -> None:
+    """Name the two ways a mask decoder commonly fails: predicting nothing, or everything."""
+    if val["objects"] and val["pred_area"] < 0.05 * val["gt_area"]:
+        logger.warning("validation masks are (nearly) empty: they cover %.3f%% of the image, the objects %.1f%%; "
+                       "a focal-heavy loss on a decoder that does not localise yet does this (try more dice, "
+                       "a lower learning_rate, or more steps)", 100 * val["pred_area"], 100 * val["gt_area"])
+    elif val["objects"] and val["pred_area"] > 0.9:
+        logger.warning("validation masks cover %.1f%% of the image (objects %.1f%%): the decoder predicts the "
+                       "whole frame", 100 * val["pred_area"], 100 * val["gt_area"])
 
 
 def _loaders(cfg: TrainConfig, info: DistInfo, train_ds: SamDataset, val_ds: SamDataset):
@@ -409,12 +425,13 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         load_images_only_on_misses(cache, val_ds)
         start, _ = evaluate(sam, val_loader, cache, cfg, device, info)
         record = {"epoch": -1, "step": 0, "train_loss": None, "val_miou": start["miou"], "val_dice": start["dice"],
-                  "val_objects": start["objects"]}
+                  "val_objects": start["objects"], "val_pred_area": start["pred_area"], "val_gt_area": start["gt_area"]}
         history.append(record)
         if outputs:
             outputs.metrics(record)
-        logger.info("before training: val mIoU %.4f, Dice %.4f over %d objects", start["miou"], start["dice"],
-                    start["objects"])
+        logger.info("before training: val mIoU %.4f, Dice %.4f over %d objects (masks cover %.1f%% of the image, "
+                    "objects %.1f%%)", start["miou"], start["dice"], start["objects"], 100 * start["pred_area"],
+                    100 * start["gt_area"])
 
     def checkpoint(epoch_done: int, metrics: dict, partial_epoch: dict | None = None) -> dict:
         ckpt = {"model": sam.state_dict(), "optimizer": optimizer.state_dict(),
@@ -434,13 +451,14 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             loss_module = _wrap(SegmentationLoss(sam, cfg, projection, distiller), info, device)
             logger.info("epoch %d: unfroze every part; embedding cache off", epoch)
         stage = stage_for_epoch(cfg, epoch)
-        logger.info("epoch %d/%d: %s, loss weights focal %g dice %g iou %g", epoch + 1, cfg.num_epochs, stage.name,
-                    stage.loss_weights.focal, stage.loss_weights.dice, stage.loss_weights.iou)
+        w = stage.loss_weights
+        logger.info("epoch %d/%d: %s, loss weights focal %g dice %g bce %g iou %g", epoch + 1, cfg.num_epochs,
+                    stage.name, w.focal, w.dice, w.bce, w.iou)
         set_train_mode(sam, frozen)
         load_images_only_on_misses(cache, train_ds)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
-        sums = {"loss": 0.0, "focal": 0.0, "dice": 0.0, "iou": 0.0, "distill": 0.0}
+        sums = {"loss": 0.0, "focal": 0.0, "dice": 0.0, "bce": 0.0, "iou": 0.0, "distill": 0.0}
         done, loader, time_before = 0, train_loader, 0.0
         if partial is not None and partial["epoch"] == epoch:
             # Continue a stopped epoch: same shuffled order, minus the batches already trained.
@@ -474,7 +492,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             scaler.update()
             step += 1
             sums["loss"] += loss.item()
-            for key in ("focal", "dice", "iou", "distill"):
+            for key in ("focal", "dice", "bce", "iou", "distill"):
                 sums[key] += stats[key]
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             if stop_after_step is not None and step >= stop_after_step:
@@ -502,13 +520,16 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         load_images_only_on_misses(cache, val_ds)
         val, previews = evaluate(sam, val_loader, cache, cfg, device, info,
                                  num_previews=cfg.num_val_overlays if info.is_main else 0)
+        if info.is_main:
+            warn_if_collapsed(val)
         is_best = val["miou"] > best_miou
         best_miou = max(best_miou, val["miou"])
         record = {"epoch": epoch, "step": step, "stage": stage.name, "lr": get_lr(max(0, step - 1), total_steps,
                   cfg.learning_rate, cfg.scheduler.end_lr, cfg.scheduler.power, cfg.scheduler.warmup_steps),
-                  "train_loss": means["loss"], "train_focal": means["focal"], "train_dice": means["dice"],
+                  "train_loss": means["loss"], "train_focal": means["focal"], "train_dice": means["dice"], "train_bce": means["bce"],
                   "train_iou_mse": means["iou"], "train_distill": means["distill"], "val_miou": val["miou"], "val_dice": val["dice"],
-                  "val_objects": val["objects"], "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
+                  "val_objects": val["objects"], "val_pred_area": val["pred_area"], "val_gt_area": val["gt_area"],
+                  "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
         history.append(record)
         if outputs:
             ckpt = checkpoint(epoch, record)
@@ -518,10 +539,11 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                 outputs.overlays(previews, epoch)
             outputs.metrics(record)
             outputs.plot_curves()
-            logger.info("epoch %d/%d: loss %.4f (focal %.4f dice %.4f iou-mse %.4f distill %.4f) lr %.2e | val mIoU %.4f"
-                        " Dice %.4f%s | %.2f steps/s", epoch + 1, cfg.num_epochs, means["loss"], means["focal"],
-                        means["dice"], means["iou"], means["distill"], record["lr"], val["miou"], val["dice"], " (new best)" if is_best else "",
-                        record["steps_per_s"])
+            logger.info("epoch %d/%d: loss %.4f (focal %.4f dice %.4f bce %.4f iou-mse %.4f distill %.4f) lr %.2e | "
+                        "val mIoU %.4f Dice %.4f%s, masks cover %.1f%% (objects %.1f%%) | %.2f steps/s", epoch + 1,
+                        cfg.num_epochs, means["loss"], means["focal"], means["dice"], means["bce"], means["iou"],
+                        means["distill"], record["lr"], val["miou"], val["dice"], " (new best)" if is_best else "",
+                        100 * val["pred_area"], 100 * val["gt_area"], record["steps_per_s"])
         if info.world_size > 1:
             dist.barrier()
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
