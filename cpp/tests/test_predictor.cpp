@@ -56,35 +56,39 @@ TEST(predictor_outputs_are_consistent) {
 }
 
 TEST(batched_decoding_across_sub_batches_equals_single_prompts) {
-  // 19 prompts span more than one internal decoder run (runs of at most 16 prompts): every prompt's outputs
-  // must land in its own slot and equal a one-prompt call.
+  // 19 prompts span several internal decoder runs, data-parallel (default threads) and sequential (one
+  // thread): every prompt's outputs must land in its own slot and equal a one-prompt call.
   const int h = 120, w = 160, batch = 19;
   const auto img = pattern(h, w);
-  Predictor predictor(model_dir());
-  predictor.set_image(img.data(), h, w);
   std::vector<float> coords, labels;
   for (int b = 0; b < batch; ++b) {
     coords.insert(coords.end(), {40.0f + 50.0f * b, 30.0f + 50.0f * (b % 5), 0.0f, 0.0f});
     labels.insert(labels.end(), {1.0f, -1.0f});
   }
-  std::vector<float> iou, low_res;
-  predictor.decode_batch(coords, labels, batch, 2, iou, low_res);
   const size_t plane = 256 * 256;
-  CHECK_EQ(iou.size(), static_cast<size_t>(batch) * 4);
-  CHECK_EQ(low_res.size(), static_cast<size_t>(batch) * 4 * plane);
-  for (int b = 0; b < batch; ++b) {
-    std::vector<float> one_iou, one_low_res;
-    predictor.decode_batch({coords.begin() + 4 * b, coords.begin() + 4 * b + 4},
-                           {labels.begin() + 2 * b, labels.begin() + 2 * b + 2}, 1, 2, one_iou, one_low_res);
-    double worst = 0.0;
-    for (int t = 0; t < 4; ++t) worst = std::max(worst, std::fabs(double(one_iou[t]) - iou[4 * b + t]));
-    for (size_t i = 0; i < 4 * plane; ++i)
-      worst = std::max(worst, std::fabs(double(one_low_res[i]) - low_res[4 * b * plane + i]));
-    CHECK(worst <= 1e-4);
+  RuntimeOptions one_thread;
+  one_thread.intra_op_threads = 1;
+  for (const RuntimeOptions& options : {RuntimeOptions{}, one_thread}) {
+    Predictor predictor(model_dir(), options);
+    predictor.set_image(img.data(), h, w);
+    std::vector<float> iou, low_res;
+    predictor.decode_batch(coords, labels, batch, 2, iou, low_res);
+    CHECK_EQ(iou.size(), static_cast<size_t>(batch) * 4);
+    CHECK_EQ(low_res.size(), static_cast<size_t>(batch) * 4 * plane);
+    for (int b : {0, 7, 8, 15, 16, 18}) {
+      std::vector<float> one_iou, one_low_res;
+      predictor.decode_batch({coords.begin() + 4 * b, coords.begin() + 4 * b + 4},
+                             {labels.begin() + 2 * b, labels.begin() + 2 * b + 2}, 1, 2, one_iou, one_low_res);
+      double worst = 0.0;
+      for (int t = 0; t < 4; ++t) worst = std::max(worst, std::fabs(double(one_iou[t]) - iou[4 * b + t]));
+      for (size_t i = 0; i < 4 * plane; ++i)
+        worst = std::max(worst, std::fabs(double(one_low_res[i]) - low_res[4 * b * plane + i]));
+      CHECK(worst <= 1e-4);
+    }
+    float spread = 0.0f;
+    for (size_t i = 0; i < plane; ++i) spread = std::max(spread, std::fabs(low_res[i] - low_res[4 * 18 * plane + i]));
+    CHECK(spread > 1e-3f);  // prompts differ, so a copy of one prompt into every slot would not pass
   }
-  float spread = 0.0f;
-  for (size_t i = 0; i < plane; ++i) spread = std::max(spread, std::fabs(low_res[i] - low_res[4 * 18 * plane + i]));
-  CHECK(spread > 1e-3f);  // prompts differ, so a copy of one prompt into every slot would not pass
 }
 
 TEST(generator_produces_valid_records) {
