@@ -159,7 +159,8 @@ def export_decoder(sam: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Pa
     """Write the official-interface single-prompt decoder to ``path`` (see ``io_spec.decoder_spec``)."""
     sam.eval()
     size = int(sam.image_encoder.img_size)
-    return _export_decoder(DecoderOnnxModel(sam), example_decoder_inputs(size), path, io_spec.decoder_spec(size), opset)
+    args = example_decoder_inputs(size)
+    return _export_decoder(DecoderOnnxModel(sam), args, path, io_spec.decoder_spec(size), opset)
 
 
 def export_decoder_batched(sam: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Path:
