@@ -209,6 +209,7 @@ class CalibrationScorer:
         self._images, self._groups, self._work_dir = images, groups, Path(work_dir)
         self._embeddings: dict[frozenset, list[np.ndarray]] = {}
         self._decoders: dict[frozenset, object] = {}
+        self._trials = 0
         encoder = ort_session(fp32["encoder"])
         self._decoders["fp32"] = ort_session(fp32["decoder"])
         self._fp32_embeddings = [encoder.run(None, {io_spec.IMAGE: im.encoder_input})[0] for im in images]
@@ -240,9 +241,15 @@ class CalibrationScorer:
         from .parity import ort_session
 
         if excluded not in self._decoders:
-            path = self._work_dir / f"decoder.trial{len(self._decoders)}.onnx"
+            # Each ONNX Runtime session keeps its memory arena: holding one per trial grew a full search past
+            # 20 GB. Keep the fp32 reference and the latest trial only (the search rarely revisits a set).
+            for key in [k for k in self._decoders if k != "fp32"]:
+                del self._decoders[key]
+            self._trials += 1
+            path = self._work_dir / f"decoder.trial{self._trials}.onnx"
             quantize.quantize_decoder_dynamic(self._decoder_path, path, nodes_to_exclude=self._nodes(excluded))
             self._decoders[excluded] = ort_session(path)
+            path.unlink()
         return self._decoders[excluded]
 
     def __call__(self, excluded: frozenset) -> float:
