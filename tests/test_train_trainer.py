@@ -207,10 +207,15 @@ def test_ctrl_c_mid_epoch_saves_and_resume_matches_unbroken_run(small_root, tmp_
 
     broken = _cfg(small_root, tmp_path, run_name="broken", num_epochs=3, box_jitter=0.2)
     monkeypatch.setattr(trainer, "get_lr", interrupting_get_lr)
-    with pytest.raises(TrainingStopped, match="after step 3") as stopped:
-        trainer.train(broken)
+    # A shell's background job (CI) starts with SIGINT ignored, which the trainer respects: act as a terminal.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingStopped, match="after step 3") as stopped:
+            trainer.train(broken)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    finally:
+        signal.signal(signal.SIGINT, outer)
     monkeypatch.setattr(trainer, "get_lr", real_get_lr)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     ckpt = torch.load(stopped.value.checkpoint, map_location="cpu", weights_only=True)
     assert ckpt["step"] == 3 and ckpt["epoch"] == 0
     assert ckpt["partial_epoch"]["epoch"] == 1 and ckpt["partial_epoch"]["batches_done"] == 1
@@ -251,3 +256,18 @@ def test_collapse_warnings_name_empty_and_full_masks(caplog):
     assert len(messages) == 2
     assert "empty" in messages[0] and "0.010%" in messages[0] and "5.0%" in messages[0]
     assert "whole frame" in messages[1] and "97.0%" in messages[1]
+
+
+def test_graceful_stop_keeps_ignored_signals_ignored():
+    import signal
+
+    from fastsam.train.graceful_stop import GracefulStop
+
+    outer = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with GracefulStop() as stop:
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # nohup-style ignore is kept
+            assert stop.enabled
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, outer)

@@ -46,6 +46,8 @@ class GracefulStop:
     def __enter__(self) -> "GracefulStop":
         if self.enabled:
             for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_IGN:  # e.g. under nohup: keep ignoring it
+                    continue
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
