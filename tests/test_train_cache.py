@@ -49,7 +49,7 @@ def test_disk_cache_round_trip_identity_and_unreadable_entries(tmp_path):
     assert not first.contains("abc") and first.get("abc") is None
     first.put("abc", emb)
     assert (tmp_path / "modelA" / "abc.pt").is_file()
-    assert not list((tmp_path / "modelA").glob(".tmp-*"))  # no temp file left behind
+    assert [p.name for p in (tmp_path / "modelA").iterdir()] == ["abc.pt"]  # no temp file left behind
 
     later = EmbeddingCache("modelA", tmp_path)  # a new run: nothing in memory yet
     assert later.contains("abc")

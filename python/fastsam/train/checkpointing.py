@@ -33,12 +33,17 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomic(obj: dict, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then rename over `path`."""
+def save_atomic(obj: object, path: str | Path) -> Path:
+    """torch.save to a temporary file in the same folder, then rename over `path` (a failed write leaves
+    neither a half-written `path` nor the temporary file)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .checkpointing import save_atomic
 
 logger = logging.getLogger("fastsam.train")
 
@@ -73,7 +73,7 @@ class EmbeddingCache:
         self._store[digest] = value
         path = self._file(digest)
         if path is not None:  # put follows a miss: the file is absent or was unreadable
-            self._write(path, value)
+            save_atomic(value, path)
 
     @staticmethod
     def _read(path: Path) -> torch.Tensor | None:
@@ -87,15 +87,3 @@ class EmbeddingCache:
             logger.warning("embedding cache: ignoring %s (not a (C, h, w) tensor)", path)
             return None
         return value
-
-    @staticmethod
-    def _write(path: Path, value: torch.Tensor) -> None:
-        # temp file + rename: a crash never leaves a half-written entry under the final name.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-        os.close(fd)
-        try:
-            torch.save(value, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
