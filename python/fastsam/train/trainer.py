@@ -30,14 +30,18 @@ from .checkpointing import load_training_checkpoint, rng_state, save_atomic, set
 from .config import ConfigError, TrainConfig, check_paths, save_config
 from .distill import DistillProjection, FeatureHook, check_manifest, load_teacher_features, resolve_level
 from .embedding_cache import EmbeddingCache, model_identity
-from .graceful_stop import GracefulStop, TrainingStopped
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
+from .graceful_stop import GracefulStop, TrainingStopped
 from .losses import distillation_loss, mask_losses
 from .model_setup import build_student
 from .run_outputs import RunOutputs
 from .schedule import ActiveStage, get_lr, stage_for_epoch
 
 logger = logging.getLogger("fastsam.train")
+
+# Mask-loss terms logged per step and per epoch (fields of losses.MaskLossTerms), then distillation.
+MASK_TERMS = ("focal", "dice", "bce", "iou")
+LOGGED_TERMS = MASK_TERMS + ("distill",)
 
 
 @dataclass(frozen=True)
@@ -185,13 +189,13 @@ class SegmentationLoss(nn.Module):
         encoder_frozen = not any(p.requires_grad for p in self.sam.image_encoder.parameters())
         with torch.set_grad_enabled(not encoder_frozen):
             embeddings = embed_images(self.sam, items, cache, device)
-        totals, stats = [], {"focal": 0.0, "dice": 0.0, "bce": 0.0, "iou": 0.0, "distill": 0.0}
+        totals, stats = [], dict.fromkeys(LOGGED_TERMS, 0.0)
         for item, emb in zip(items, embeddings):
             logits, iou_pred = decode(self.sam, emb, item, self.cfg.multimask_output, device)
             terms = mask_losses(logits.float(), iou_pred.float(), item["gt_lowres"].to(device), weights.focal,
                                 weights.dice, weights.iou, self.cfg.mask_threshold, weights.bce)
             totals.append(terms.total)
-            for key in ("focal", "dice", "bce", "iou"):
+            for key in MASK_TERMS:
                 stats[key] += getattr(terms, key).item() / len(items)
         loss = torch.stack(totals).mean()
         if stage.distillation and self.distiller is not None:
@@ -245,6 +249,11 @@ def evaluate(sam: nn.Module, loader: DataLoader, cache: EmbeddingCache | None, c
     count = max(1.0, sums[2].item())
     return {"miou": sums[0].item() / count, "dice": sums[1].item() / count, "objects": int(sums[2].item()),
             "pred_area": sums[3].item() / count, "gt_area": sums[4].item() / count}, previews
+
+
+def val_record(val: dict) -> dict:
+    """evaluate()'s figures as metrics.jsonl fields (val_miou, val_dice, val_objects, val_pred_area, ...)."""
+    return {f"val_{key}": value for key, value in val.items()}
 
 
 def warn_if_collapsed(val: dict) -> None:
@@ -424,8 +433,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     if resume is None:
         load_images_only_on_misses(cache, val_ds)
         start, _ = evaluate(sam, val_loader, cache, cfg, device, info)
-        record = {"epoch": -1, "step": 0, "train_loss": None, "val_miou": start["miou"], "val_dice": start["dice"],
-                  "val_objects": start["objects"], "val_pred_area": start["pred_area"], "val_gt_area": start["gt_area"]}
+        record = {"epoch": -1, "step": 0, "train_loss": None, **val_record(start)}
         history.append(record)
         if outputs:
             outputs.metrics(record)
@@ -458,7 +466,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         load_images_only_on_misses(cache, train_ds)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
-        sums = {"loss": 0.0, "focal": 0.0, "dice": 0.0, "bce": 0.0, "iou": 0.0, "distill": 0.0}
+        sums = dict.fromkeys(("loss",) + LOGGED_TERMS, 0.0)
         done, loader, time_before = 0, train_loader, 0.0
         if partial is not None and partial["epoch"] == epoch:
             # Continue a stopped epoch: same shuffled order, minus the batches already trained.
@@ -492,7 +500,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             scaler.update()
             step += 1
             sums["loss"] += loss.item()
-            for key in ("focal", "dice", "bce", "iou", "distill"):
+            for key in LOGGED_TERMS:
                 sums[key] += stats[key]
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             if stop_after_step is not None and step >= stop_after_step:
@@ -527,8 +535,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         record = {"epoch": epoch, "step": step, "stage": stage.name, "lr": get_lr(max(0, step - 1), total_steps,
                   cfg.learning_rate, cfg.scheduler.end_lr, cfg.scheduler.power, cfg.scheduler.warmup_steps),
                   "train_loss": means["loss"], "train_focal": means["focal"], "train_dice": means["dice"], "train_bce": means["bce"],
-                  "train_iou_mse": means["iou"], "train_distill": means["distill"], "val_miou": val["miou"], "val_dice": val["dice"],
-                  "val_objects": val["objects"], "val_pred_area": val["pred_area"], "val_gt_area": val["gt_area"],
+                  "train_iou_mse": means["iou"], "train_distill": means["distill"], **val_record(val),
                   "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
         history.append(record)
         if outputs:
