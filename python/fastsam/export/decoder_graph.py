@@ -92,12 +92,7 @@ def image_to_token_folded(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: 
 def _two_way_block(layer: nn.Module, queries, keys, query_pe, key_pe, first: bool):
     """``TwoWayAttentionBlock.forward``; the first block keeps the plain image-side projections (its image
     tokens are shared by all prompts when there is no mask input), later ones use the folded forms."""
-    if layer.skip_first_layer_pe:
-        queries = layer.self_attn(q=queries, k=queries, v=queries)
-    else:
-        q = queries + query_pe
-        queries = queries + layer.self_attn(q=q, k=q, v=queries)
-    queries = layer.norm1(queries)
+    queries = layer.attend_tokens(queries, query_pe)
 
     q = queries + query_pe
     k = keys + key_pe

@@ -80,8 +80,7 @@ class _PromptEmbedder(nn.Module):
     def embed_masks(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
         """(B,1,256,256) mask logits and (1,) flag -> (B,256,64,64) dense embeddings."""
         embedding = has_mask_input * self.prompt_encoder.mask_downscaling(mask_input)
-        no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        return embedding + (1 - has_mask_input) * no_mask
+        return embedding + (1 - has_mask_input) * self.no_mask_embedding()
 
     def no_mask_embedding(self) -> torch.Tensor:
         """(1,256,1,1): the dense embedding of every prompt when has_mask_input is 0."""
