@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -59,12 +60,14 @@ def main() -> None:
             "num_epochs": args.epochs, "max_steps_per_epoch": args.steps, "batch_size": args.batch_size,
             "learning_rate": args.lr, "box_jitter": 0.05, "num_val_overlays": 0, "seed": 0,
         })
+        t0 = time.perf_counter()
         train(cfg)
+        elapsed = time.perf_counter() - t0
         records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     start, end = records[0], records[-1]
     print(f"coco128seg val ({start['val_objects']} objects), vit_t fixture weights at {args.img_size} px, decoder-only, "
           f"{end['step']} steps of batch {args.batch_size}, lr {args.lr}, loss weights focal {args.focal} "
-          f"dice {args.dice}, <= {args.max_objects} objects per image:")
+          f"dice {args.dice}, <= {args.max_objects} objects per image, {elapsed / 60:.1f} min:")
     print(f"val mIoU {start['val_miou']:.4f} -> {end['val_miou']:.4f} (best {end['best_miou']:.4f}); "
           f"Dice {start['val_dice']:.4f} -> {end['val_dice']:.4f}; predicted masks cover "
           f"{100 * start['val_pred_area']:.1f}% -> {100 * end['val_pred_area']:.1f}% of the image "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import click
 
@@ -38,8 +39,9 @@ def main(config_path: str | None, resume: str | None, overrides: tuple[str, ...]
         if demo:
             from ..train.demo import run_demo
 
+            t0 = time.perf_counter()
             record = run_demo(output_dir, list(overrides))
-            click.echo(f"demo done: val mIoU {record['val_miou']:.4f} (best {record['best_miou']:.4f}); "
+            click.echo(f"demo done in {time.perf_counter() - t0:.0f} s: val mIoU {record['val_miou']:.4f} (best {record['best_miou']:.4f}); "
                        f"segmented validation image: {record['segmented_image']}")
             return
         cfg = load_config(config_path, list(overrides))
