@@ -5,6 +5,7 @@
 
 #include "fastsam/error.hpp"
 #include "json.hpp"
+#include "sha256.hpp"
 
 namespace fastsam::detail {
 namespace {
@@ -24,6 +25,14 @@ std::vector<TensorSpec> read_specs(const json::Value& list, const std::string& w
     specs.push_back(std::move(spec));
   }
   return specs;
+}
+
+bool is_hex_digest(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -71,11 +80,28 @@ Manifest load_manifest(const std::string& model_dir) {
     e.key = key;
     e.path = file->string.rfind('/', 0) == 0 ? file->string : model_dir + "/" + file->string;
     if (const json::Value* p = entry.find("precision"); p && p->is_string()) e.precision = p->string;
+    if (const json::Value* digest = entry.find("sha256")) {
+      if (!digest->is_string() || !is_hex_digest(digest->string)) {
+        throw Error(ErrorCode::kModelFiles, path + ": models." + key + ".sha256 must be 64 lower-case hex digits");
+      }
+      e.sha256 = digest->string;
+    }
     if (const json::Value* in_specs = entry.find("inputs")) e.inputs = read_specs(*in_specs, path + ": models." + key + ".inputs");
     if (const json::Value* out_specs = entry.find("outputs")) e.outputs = read_specs(*out_specs, path + ": models." + key + ".outputs");
     m.models.emplace(key, std::move(e));
   }
   return m;
+}
+
+void verify_file(const ModelEntry& entry) {
+  if (entry.sha256.empty()) return;
+  const std::string actual = sha256_file_hex(entry.path);
+  if (actual != entry.sha256) {
+    throw Error(ErrorCode::kModelFiles, entry.path + " does not match manifest.json: sha256 expected " + entry.sha256 +
+                                            ", actual " + actual +
+                                            " (the file is damaged or was replaced after export); re-run sam-export to "
+                                            "rewrite the directory");
+  }
 }
 
 }  // namespace fastsam::detail

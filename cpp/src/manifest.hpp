@@ -17,6 +17,7 @@ struct ModelEntry {
   std::string key;
   std::string path;  // absolute or relative to the working directory: model_dir / file
   std::string precision;
+  std::string sha256;  // lower-case hex digest of the file; empty when the manifest lists none (older exports)
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
 };
@@ -36,5 +37,9 @@ struct Manifest {
 // Throws fastsam::Error: kFileNotFound when the directory or manifest.json is missing, kModelFiles when it is
 // malformed.
 Manifest load_manifest(const std::string& model_dir);
+
+// Checks the entry's file against its manifest sha256 (nothing to check without one). Throws fastsam::Error:
+// kFileNotFound when the file is missing, kModelFiles naming the file and both digests when they differ.
+void verify_file(const ModelEntry& entry);
 
 }  // namespace fastsam::detail

@@ -93,7 +93,15 @@ Ort::SessionOptions make_session_options(const RuntimeOptions& options) {
   return so;
 }
 
+const std::string& verified_path(const ModelEntry& entry, const RuntimeOptions& options) {
+  if (options.verify_model_files) verify_file(entry);
+  return entry.path;
+}
+
 }  // namespace
+
+OnnxModel::OnnxModel(const ModelEntry& entry, const RuntimeOptions& options)
+    : OnnxModel(verified_path(entry, options), options) {}
 
 OnnxModel::OnnxModel(const std::string& path, const RuntimeOptions& options) : path_(path) {
   if (!std::ifstream(path)) throw Error(ErrorCode::kFileNotFound, "model file not found: " + path);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fastsam/options.hpp"
+#include "manifest.hpp"
 
 namespace fastsam::detail {
 
@@ -26,6 +27,8 @@ class OnnxModel {
  public:
   // Throws fastsam::Error: kFileNotFound (no file), kProviderUnavailable, kInference (ORT failed to load it).
   OnnxModel(const std::string& path, const RuntimeOptions& options);
+  // The model of a manifest entry; with options.verify_model_files its sha256 is checked first (see verify_file).
+  OnnxModel(const ModelEntry& entry, const RuntimeOptions& options);
 
   bool has_input(const std::string& name) const;
   bool has_output(const std::string& name) const;

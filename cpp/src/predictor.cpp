@@ -63,10 +63,10 @@ struct Predictor::Impl {
 
   Impl(const detail::Manifest& manifest, const RuntimeOptions& opts)
       : options(opts),
-        encoder(manifest.model(model_key("encoder", opts.precision)).path, opts),
+        encoder(manifest.model(model_key("encoder", opts.precision)), opts),
         decoder(manifest.has(model_key("decoder_batched", opts.precision))
-                    ? manifest.model(model_key("decoder_batched", opts.precision)).path
-                    : manifest.model(model_key("decoder", opts.precision)).path,
+                    ? manifest.model(model_key("decoder_batched", opts.precision))
+                    : manifest.model(model_key("decoder", opts.precision)),
                 opts) {
     info.model_type = manifest.model_type;
     info.image_size = manifest.image_size;

@@ -10,6 +10,7 @@
 #include "harness.hpp"
 #include "json.hpp"
 #include "manifest.hpp"
+#include "sha256.hpp"
 
 namespace fs = std::filesystem;
 
@@ -66,6 +67,41 @@ TEST(predictor_reports_missing_directory_and_bad_options) {
   const fs::path dir = temp_dir("badjson");
   std::ofstream(dir / "manifest.json") << "{\"models\": [}";
   CHECK_THROWS(fastsam::Predictor(dir.string()), fastsam::Error, "manifest.json");
+  fs::remove_all(dir);
+}
+
+TEST(verify_file_checks_the_manifest_sha256) {
+  const fs::path dir = temp_dir("verify");
+  std::ofstream(dir / "decoder.onnx") << "model bytes";
+  const std::string good = fastsam::detail::sha256_hex("model bytes");
+  std::ofstream(dir / "manifest.json") << R"({"models": {"decoder": {"file": "decoder.onnx", "sha256": ")" << good
+                                       << R"("}, "old": {"file": "decoder.onnx"}}})";
+  const auto m = fastsam::detail::load_manifest(dir.string());
+  CHECK_EQ(m.model("decoder").sha256, good);
+  CHECK(m.model("old").sha256.empty());
+  fastsam::detail::verify_file(m.model("decoder"));
+  std::ofstream(dir / "decoder.onnx", std::ios::app) << "!";
+  fastsam::detail::verify_file(m.model("old"));  // no digest listed: nothing to check
+  try {
+    fastsam::detail::verify_file(m.model("decoder"));
+    harness::fail(__FILE__, __LINE__, "verify_file accepted a changed file");
+  } catch (const fastsam::Error& e) {
+    const std::string what = e.what();
+    CHECK(e.code() == fastsam::ErrorCode::kModelFiles);
+    for (const std::string& part : {(dir / "decoder.onnx").string(), good,
+                                    fastsam::detail::sha256_hex("model bytes!"), std::string("sam-export")}) {
+      if (what.find(part) == std::string::npos) harness::fail(__FILE__, __LINE__, "message lacks " + part + ": " + what);
+    }
+  }
+  fs::remove(dir / "decoder.onnx");
+  try {
+    fastsam::detail::verify_file(m.model("decoder"));
+    harness::fail(__FILE__, __LINE__, "verify_file accepted a missing file");
+  } catch (const fastsam::Error& e) {
+    CHECK(e.code() == fastsam::ErrorCode::kFileNotFound);
+  }
+  std::ofstream(dir / "manifest.json") << R"({"models": {"decoder": {"file": "decoder.onnx", "sha256": "abc"}}})";
+  CHECK_THROWS(fastsam::detail::load_manifest(dir.string()), fastsam::Error, "models.decoder.sha256");
   fs::remove_all(dir);
 }
 

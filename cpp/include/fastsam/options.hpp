@@ -27,6 +27,7 @@ struct RuntimeOptions {
   bool enable_memory_pattern = true;   // pre-plan activations for repeated same-shape runs
   bool enable_cpu_mem_arena = true;
   std::string precision = "fp32";      // fp32 | int8 | fp16: picks manifest models "encoder", "encoder_int8", ...
+  bool verify_model_files = true;      // check each loaded model file against manifest.json's sha256 (reads it once)
 };
 
 enum class OutputMode { kBinaryMask, kUncompressedRle, kCocoRle };
