@@ -82,7 +82,7 @@ GraphOptimization parse_graph_optimization(const std::string& name) {
 RuntimeOptions runtime_options(const std::string& provider, int device_id, int intra_op_threads,
                                int inter_op_threads, const std::string& graph_optimization,
                                bool enable_memory_pattern, bool enable_cpu_mem_arena, const std::string& precision,
-                               const std::string& tensorrt_cache_dir, bool tensorrt_fp16) {
+                               const std::string& tensorrt_cache_dir, bool tensorrt_fp16, bool verify_model_files) {
   RuntimeOptions o;
   o.provider = parse_execution_provider(provider);
   if (device_id < 0) throw std::invalid_argument("device_id must be >= 0, got " + std::to_string(device_id));
@@ -97,6 +97,7 @@ RuntimeOptions runtime_options(const std::string& provider, int device_id, int i
   o.precision = precision;
   o.tensorrt_cache_dir = tensorrt_cache_dir;
   o.tensorrt_fp16 = tensorrt_fp16;
+  o.verify_model_files = verify_model_files;
   return o;
 }
 
@@ -104,7 +105,8 @@ RuntimeOptions runtime_options(const std::string& provider, int device_id, int i
   py::arg("provider") = "cpu", py::arg("device_id") = 0, py::arg("intra_op_threads") = 0,              \
   py::arg("inter_op_threads") = 1, py::arg("graph_optimization") = "all",                              \
   py::arg("enable_memory_pattern") = true, py::arg("enable_cpu_mem_arena") = true,                     \
-  py::arg("precision") = "fp32", py::arg("tensorrt_cache_dir") = "", py::arg("tensorrt_fp16") = false
+  py::arg("precision") = "fp32", py::arg("tensorrt_cache_dir") = "", py::arg("tensorrt_fp16") = false, \
+  py::arg("verify_model_files") = true
 
 template <typename A, typename B>
 py::list pair_list(A a, B b) {
@@ -136,9 +138,9 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Predictor>(m, "Predictor")
       .def(py::init([](const std::string& model_dir, const std::string& provider, int device_id, int intra,
                        int inter, const std::string& graph_opt, bool mem_pattern, bool arena,
-                       const std::string& precision, const std::string& trt_cache, bool trt_fp16) {
+                       const std::string& precision, const std::string& trt_cache, bool trt_fp16, bool verify) {
              const RuntimeOptions o = runtime_options(provider, device_id, intra, inter, graph_opt, mem_pattern,
-                                                      arena, precision, trt_cache, trt_fp16);
+                                                      arena, precision, trt_cache, trt_fp16, verify);
              py::gil_scoped_release release;
              return std::make_unique<Predictor>(model_dir, o);
            }),
@@ -239,7 +241,7 @@ PYBIND11_MODULE(_core, m) {
                        int crop_n_points_downscale_factor, const py::object& point_grids, int min_mask_region_area,
                        const std::string& output_mode, const std::string& provider, int device_id, int intra,
                        int inter, const std::string& graph_opt, bool mem_pattern, bool arena,
-                       const std::string& precision, const std::string& trt_cache, bool trt_fp16) {
+                       const std::string& precision, const std::string& trt_cache, bool trt_fp16, bool verify) {
              if (points_per_side.is_none() == point_grids.is_none()) {
                throw py::value_error("Exactly one of points_per_side or point_grid must be provided.");
              }
@@ -265,7 +267,7 @@ PYBIND11_MODULE(_core, m) {
              p.min_mask_region_area = min_mask_region_area;
              p.output_mode = parse_output_mode(output_mode);
              const RuntimeOptions o = runtime_options(provider, device_id, intra, inter, graph_opt, mem_pattern,
-                                                      arena, precision, trt_cache, trt_fp16);
+                                                      arena, precision, trt_cache, trt_fp16, verify);
              py::gil_scoped_release release;
              return std::make_unique<AutomaticMaskGenerator>(model_dir, p, o);
            }),
@@ -311,7 +313,9 @@ PYBIND11_MODULE(_core, m) {
              }
              return out;
            },
-           py::arg("image"));
+           py::arg("image"))
+      .def_property_readonly("uses_split_decoder",
+                             [](AutomaticMaskGenerator& self) { return self.predictor().has_split_decoder(); });
 
   m.def("encode_coco_rle",
         [](const py::object& mask) {

@@ -53,7 +53,7 @@ def _graph_interface(values) -> list[dict]:
 @pytest.mark.slow
 def test_manifest_matches_io_spec_and_graphs(exported_dir, export_manifest):
     specs = io_spec.model_specs(export_manifest["image_size"])
-    assert set(export_manifest["models"]) == set(io_spec.BASE_MODELS)
+    assert set(export_manifest["models"]) == set(io_spec.EXPORTED_MODELS)
     assert export_manifest["format_version"] == io_spec.FORMAT_VERSION
     assert export_manifest["pixel_mean"] == [123.675, 116.28, 103.53]
     assert export_manifest["pixel_std"] == [58.395, 57.12, 57.375]
@@ -147,6 +147,33 @@ def test_decoder_batched_equals_decoder_prompt_by_prompt(exported_dir, predictor
             np.testing.assert_allclose(low_b[b : b + 1], low_res, rtol=0, atol=1e-4)
         # Different prompts give different masks: the batch is not one prompt repeated.
         assert np.abs(low_b[0] - low_b[1]).max() > 1e-2
+
+
+@pytest.mark.slow
+def test_split_decoder_equals_decoder_batched(exported_dir, predictor_golden):
+    embedding = predictor_golden["img1__embedding"]
+    batched = _session(exported_dir / "decoder_batched.onnx")
+    head = _session(exported_dir / "decoder_head.onnx")
+    masks = _session(exported_dir / "decoder_masks.onnx")
+    for seed, with_mask in ((2, False), (3, True)):
+        prompts = parity.random_prompts(seed, num_prompts=5, num_points=2, with_mask=with_mask)
+        feed = {io_spec.IMAGE_EMBEDDINGS: embedding, **prompts}
+        iou_b, low_b = batched.run(None, feed)
+        iou, weights, tokens = head.run(None, feed)
+        assert weights.shape == (5, 4, 32) and tokens.shape == (5, 64 * 64, 256)
+        np.testing.assert_allclose(iou, iou_b, rtol=0, atol=1e-5)
+        (low_res,) = masks.run(None, {io_spec.IMAGE_TOKENS: tokens, io_spec.MASK_WEIGHTS: weights})
+        np.testing.assert_allclose(low_res, low_b, rtol=0, atol=1e-4)
+        # Any subset of prompts and of mask tokens: what the mask generator feeds it.
+        (subset,) = masks.run(None, {io_spec.IMAGE_TOKENS: tokens[[1, 3]], io_spec.MASK_WEIGHTS: weights[[1, 3], 1:]})
+        np.testing.assert_allclose(subset, low_b[[1, 3], 1:], rtol=0, atol=1e-4)
+        assert np.abs(low_b[1] - low_b[3]).max() > 1e-2
+
+
+def test_split_decoder_graphs_are_fp32_only():
+    assert io_spec.variant_file(io_spec.DECODER_HEAD, "fp32") == "decoder_head.onnx"
+    with pytest.raises(ValueError, match="fp32 only"):
+        io_spec.variant_key(io_spec.DECODER_MASKS, "int8")
 
 
 @pytest.mark.slow

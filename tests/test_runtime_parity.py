@@ -1,7 +1,8 @@
 """fastsam_rt (C++ runtime over the exported vit_t fixture) against the official MobileSAM outputs recorded in
 the golden fixtures (which fastsam.SamPredictor / SamAutomaticMaskGenerator reproduce, see
 test_predictor_golden.py): embeddings, predictor masks/scores/logits for every recorded prompt, the batched
-box call, and the automatic mask generator.
+box call, and the automatic mask generator; also the runtime's check of the model files against the
+manifest's sha256.
 
 Tolerances: embeddings and low-res logits 1e-3 abs (ORT vs torch float32 round-off), iou predictions 1e-3,
 mean mask IoU >= 0.99; generator: mask count within 2 %, >= 95 % of masks matched at IoU >= 0.95.
@@ -10,8 +11,10 @@ The model is exported once per module with `sam-export` (or taken from $FASTSAM_
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +187,64 @@ def test_unavailable_gpu_provider_is_a_clear_error(model_dir, provider):
         pytest.skip(f"{ort_name} is available here; exercised by the GPU run instead")
     with pytest.raises(RuntimeError, match=f"'{provider}'.*not available"):
         fastsam_rt.Predictor(str(model_dir), provider=provider)
+
+
+def _copy_export(model_dir: Path, destination: Path) -> tuple[Path, dict]:
+    shutil.copytree(model_dir, destination)
+    return destination, json.loads((destination / "manifest.json").read_text())
+
+
+def test_model_file_changed_after_export_is_rejected_unless_verification_is_off(model_dir, tmp_path):
+    copy, manifest = _copy_export(model_dir, tmp_path / "export")
+    decoder = copy / manifest["models"]["decoder_batched"]["file"]
+    data = bytearray(decoder.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the weights: ONNX Runtime still loads the file
+    decoder.write_bytes(bytes(data))
+    expected = manifest["models"]["decoder_batched"]["sha256"]
+    actual = hashlib.sha256(data).hexdigest()
+    for construct in (fastsam_rt.Predictor, fastsam_rt.AutomaticMaskGenerator):
+        with pytest.raises(RuntimeError, match="decoder_batched.onnx") as error:
+            construct(str(copy), intra_op_threads=1)
+        message = str(error.value)
+        assert "sha256" in message and expected in message and actual in message and "sam-export" in message
+    assert fastsam_rt.Predictor(str(copy), intra_op_threads=1, verify_model_files=False).model_type == "vit_t"
+
+
+def test_manifest_without_sha256_still_loads(model_dir, tmp_path):
+    copy, manifest = _copy_export(model_dir, tmp_path / "export")
+    for entry in manifest["models"].values():
+        del entry["sha256"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert fastsam_rt.Predictor(str(copy), intra_op_threads=1).model_type == "vit_t"
+
+
+def test_generator_upscales_only_kept_prompts_with_identical_output(model_dir, tmp_path, fixture_images):
+    """The split decoder skips the upscaling of prompts whose masks all fail pred_iou_thresh; the result must be
+    exactly what decoding every prompt gives (an export without decoder_head/decoder_masks)."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    for key in ("decoder_head", "decoder_masks"):
+        del manifest["models"][key]
+    for entry in manifest["models"].values():
+        entry["file"] = str((model_dir / entry["file"]).resolve())
+    unsplit = tmp_path / "unsplit"
+    unsplit.mkdir()
+    (unsplit / "manifest.json").write_text(json.dumps(manifest))
+    image = np.ascontiguousarray(fixture_images[1][::2, ::2])
+    settings = dict(points_per_side=6, stability_score_thresh=0.0, box_nms_thresh=1.0, output_mode="coco_rle",
+                    intra_op_threads=2)
+    everything = fastsam_rt.AutomaticMaskGenerator(str(unsplit), pred_iou_thresh=0.0, **settings).generate(image)
+    assert len(everything) == 3 * 36
+    scores = sorted(m["predicted_iou"] for m in everything)
+    positive = [score for score in scores if score > 0]  # pred_iou_thresh <= 0 turns the filter off
+    assert len(positive) >= 10
+    # Thresholds keeping half, a few and none of the masks.
+    for thresh in (positive[len(positive) // 2], positive[-4], positive[-1] + 1e-3):
+        split = fastsam_rt.AutomaticMaskGenerator(str(model_dir), pred_iou_thresh=thresh, **settings)
+        plain = fastsam_rt.AutomaticMaskGenerator(str(unsplit), pred_iou_thresh=thresh, **settings)
+        assert split.uses_split_decoder and not plain.uses_split_decoder
+        ours, reference = split.generate(image), plain.generate(image)
+        assert len(ours) == sum(score > thresh for score in scores)
+        assert ours == reference
 
 
 def _match_generator_outputs(ours: list[dict], golden: list[dict]) -> float:

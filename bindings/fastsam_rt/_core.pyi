@@ -35,6 +35,7 @@ class Predictor:
         precision: _Precision = "fp32",
         tensorrt_cache_dir: str = "",
         tensorrt_fp16: bool = False,
+        verify_model_files: bool = True,
     ) -> None:
         """Load manifest.json, encoder and decoder_batched (or decoder) of `precision` from model_dir.
 
@@ -42,6 +43,8 @@ class Predictor:
           model_dir: directory with manifest.json and the .onnx files named there.
           provider: execution provider; 'cuda'/'tensorrt' raise RuntimeError when this ONNX Runtime lacks them.
           intra_op_threads: threads per operator (0 = ONNX Runtime's default).
+          verify_model_files: check each loaded .onnx file against manifest.json's sha256 first (RuntimeError
+            naming the file and both digests on a mismatch); False skips reading the files twice.
         """
     def set_image(self, image: npt.NDArray[np.uint8], image_format: Literal["RGB", "BGR"] = "RGB") -> None:
         """Resize the longest side to image_size (PIL bilinear) and compute the image embedding.
@@ -121,6 +124,7 @@ class AutomaticMaskGenerator:
         precision: _Precision = "fp32",
         tensorrt_cache_dir: str = "",
         tensorrt_fp16: bool = False,
+        verify_model_files: bool = True,
     ) -> None: ...
     def generate(self, image: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
         """Generate masks for an HxWx3 uint8 RGB image.
@@ -129,6 +133,10 @@ class AutomaticMaskGenerator:
           list of dicts with segmentation (HxW bool, or RLE dict per output_mode), area (int), bbox (XYWH),
           predicted_iou, point_coords ([[x, y]]), stability_score, crop_box (XYWH), as SamAutomaticMaskGenerator.
         """
+    @property
+    def uses_split_decoder(self) -> bool:
+        """True when the export's decoder_head + decoder_masks are used (fp32): prompts whose masks all fail
+        pred_iou_thresh are then not upscaled. The output is the same either way."""
 
 def encode_coco_rle(mask: npt.ArrayLike) -> dict[str, Any]:
     """COCO compressed RLE {'size': [H, W], 'counts': str} of an (H, W) mask, identical to pycocotools."""

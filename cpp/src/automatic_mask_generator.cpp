@@ -67,6 +67,7 @@ struct AutomaticMaskGenerator::Impl {
     const std::vector<PointD>& grid = params.point_grids[layer];
     const int n = static_cast<int>(grid.size());
     std::vector<float> coords, labels, iou, low_res;
+    std::vector<uint8_t> selected;
     const int threads = detail::worker_count(predictor.options().intra_op_threads);
     for (int start = 0; start < n; start += params.points_per_batch) {
       const int batch = std::min(params.points_per_batch, n - start);
@@ -80,12 +81,17 @@ struct AutomaticMaskGenerator::Impl {
         coords.insert(coords.end(), {static_cast<float>(t.x), static_cast<float>(t.y), 0.0f, 0.0f});
         labels.insert(labels.end(), {1.0f, -1.0f});
       }
-      predictor.decode_batch(coords, labels, batch, 2, iou, low_res);
-      // Masks (multimask tokens 1..3 of each point) that pass the IoU filter, in the reference's order.
+      // Masks (multimask tokens 1..3 of each point) that pass the IoU filter, in the reference's order; the
+      // decoder upscales only prompts with at least one such mask.
+      const float thresh = params.pred_iou_thresh;
+      auto passes = [thresh](float score) { return !(thresh > 0.0f) || score > thresh; };
+      predictor.decode_batch_selected(
+          coords, labels, batch, 2,
+          [&passes](const float* scores) { return passes(scores[1]) || passes(scores[2]) || passes(scores[3]); },
+          iou, low_res, selected);
       std::vector<int> candidates;
       for (int k = 0; k < batch * 3; ++k) {
-        const float score = iou[static_cast<size_t>(k / 3) * 4 + 1 + k % 3];
-        if (!(params.pred_iou_thresh > 0.0f) || score > params.pred_iou_thresh) candidates.push_back(k);
+        if (passes(iou[static_cast<size_t>(k / 3) * 4 + 1 + k % 3])) candidates.push_back(k);
       }
       std::vector<std::optional<CropMask>> results(candidates.size());
       detail::parallel_for(static_cast<int>(candidates.size()), threads, [&](int c) {

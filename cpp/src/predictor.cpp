@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -26,6 +27,9 @@ constexpr const char* kHasMaskInput = "has_mask_input";
 constexpr const char* kOrigImSize = "orig_im_size";
 constexpr const char* kIouPredictions = "iou_predictions";
 constexpr const char* kLowResMasks = "low_res_masks";
+constexpr const char* kMaskWeights = "mask_weights";
+constexpr const char* kImageTokens = "image_tokens";
+constexpr int kNumMaskTokens = 4;
 
 // Prompts per batched-decoder run. Measured with benchmarks/bench_decoder_batch.py on a 2-core AVX2 machine
 // (rewritten export, point prompts, 2 ORT threads, ms/prompt): 1: 105, 4: 70, 8: 62, 16: 52, 32: 49, 64: 47,
@@ -56,6 +60,10 @@ struct Predictor::Impl {
   // (CPU only; null when one thread is configured or the decoder is the single-prompt one).
   std::unique_ptr<detail::OnnxModel> serial_decoder;
   int decode_workers = 1;
+  // The batched decoder cut in two (decoder_head + decoder_masks, fp32 exports only), so that the mask
+  // generator upscales only the prompts it keeps; null when the export has no split decoder. The serial_*
+  // copies (one ORT thread) serve data-parallel decoding like serial_decoder.
+  std::unique_ptr<detail::OnnxModel> head, masks, serial_head, serial_masks;
 
   bool image_set = false;
   int orig_h = 0, orig_w = 0, input_h = 0, input_w = 0;
@@ -83,6 +91,19 @@ struct Predictor::Impl {
       serial.intra_op_threads = 1;
       serial_decoder = std::make_unique<detail::OnnxModel>(decoder.path(), serial);
       decode_workers = threads;
+    }
+    if (opts.precision == "fp32" && manifest.has("decoder_head") && manifest.has("decoder_masks")) {
+      head = std::make_unique<detail::OnnxModel>(manifest.model("decoder_head"), opts);
+      masks = std::make_unique<detail::OnnxModel>(manifest.model("decoder_masks"), opts);
+      head->require({kEmbeddings, kPointCoords, kPointLabels, kMaskInput, kHasMaskInput},
+                    {kIouPredictions, kMaskWeights, kImageTokens});
+      masks->require({kImageTokens, kMaskWeights}, {kLowResMasks});
+      if (serial_decoder) {
+        RuntimeOptions serial = opts;
+        serial.intra_op_threads = 1;
+        serial_head = std::make_unique<detail::OnnxModel>(head->path(), serial);
+        serial_masks = std::make_unique<detail::OnnxModel>(masks->path(), serial);
+      }
     }
   }
 
@@ -135,6 +156,73 @@ struct Predictor::Impl {
       detail::parallel_for(runs, decode_workers, [&](int r) { run(*serial_decoder, r * per_run_max); });
     } else {
       for (int r = 0; r < runs; ++r) run(decoder, r * per_run_max);
+    }
+  }
+
+  // decode() for prompts without mask input, computing low-res logits only for the prompts whose four IoU
+  // predictions satisfy `wanted` (selected[b] = 1; the other prompts' logits are left unspecified). With the
+  // split decoder the upscaling, about 40% of a prompt's decoder work, is skipped for the others; without it
+  // this is decode() plus the flags. Runs are laid out as in decode(); `wanted` may run on several threads.
+  void decode_selected(const float* coords, const float* labels, int batch, int num_points,
+                       const std::function<bool(const float*)>& wanted, std::vector<float>& iou,
+                       std::vector<float>& low_res, std::vector<uint8_t>& selected) {
+    selected.assign(static_cast<size_t>(batch), 0);
+    if (!head) {
+      decode(coords, labels, nullptr, false, batch, num_points, iou, low_res);
+      for (int b = 0; b < batch; ++b) selected[b] = wanted(iou.data() + static_cast<size_t>(b) * kNumMaskTokens) ? 1 : 0;
+      return;
+    }
+    require_image();
+    const size_t plane = low_res_plane();
+    iou.resize(static_cast<size_t>(batch) * kNumMaskTokens);
+    low_res.resize(static_cast<size_t>(batch) * kNumMaskTokens * plane);
+    const bool parallel = serial_head != nullptr && batch >= kDataParallelMinBatch;
+    const int per_run_max = std::min(batch, parallel ? kDataParallelSubBatch : kDecoderSubBatch);
+    const std::vector<float> zeros(static_cast<size_t>(per_run_max) * plane, 0.0f);
+    const float no_mask = 0.0f;
+    const int64_t e = info.embedding_size, s = info.low_res_size, channels = info.embedding_channels;
+    const int64_t num_tokens = e * e, weight_dim = channels / 8;
+    auto run = [&](detail::OnnxModel& head_model, detail::OnnxModel& masks_model, int start) {
+      const int64_t per_run = std::min(per_run_max, batch - start);
+      const size_t p0 = static_cast<size_t>(start) * num_points;
+      std::vector<float> weights(static_cast<size_t>(per_run) * kNumMaskTokens * weight_dim);
+      std::vector<float> image_tokens(static_cast<size_t>(per_run) * num_tokens * channels);
+      head_model.run_into(
+          {{kEmbeddings, embedding.data(), {1, channels, e, e}},
+           {kPointCoords, coords + 2 * p0, {per_run, num_points, 2}},
+           {kPointLabels, labels + p0, {per_run, num_points}},
+           {kMaskInput, zeros.data(), {per_run, 1, s, s}},
+           {kHasMaskInput, &no_mask, {1}}},
+          {{kIouPredictions, iou.data() + static_cast<size_t>(start) * kNumMaskTokens, {per_run, kNumMaskTokens}},
+           {kMaskWeights, weights.data(), {per_run, kNumMaskTokens, weight_dim}},
+           {kImageTokens, image_tokens.data(), {per_run, num_tokens, channels}}});
+      for (int j = 0; j < per_run; ++j) {
+        selected[start + j] = wanted(iou.data() + static_cast<size_t>(start + j) * kNumMaskTokens) ? 1 : 0;
+      }
+      // Each run of consecutive selected prompts is one decoder_masks call writing in place.
+      for (int j = 0; j < per_run;) {
+        if (!selected[start + j]) {
+          ++j;
+          continue;
+        }
+        int k = j;
+        while (k < per_run && selected[start + k]) ++k;
+        const int64_t count = k - j;
+        masks_model.run_into(
+            {{kImageTokens, image_tokens.data() + static_cast<size_t>(j) * num_tokens * channels,
+              {count, num_tokens, channels}},
+             {kMaskWeights, weights.data() + static_cast<size_t>(j) * kNumMaskTokens * weight_dim,
+              {count, kNumMaskTokens, weight_dim}}},
+            {{kLowResMasks, low_res.data() + static_cast<size_t>(start + j) * kNumMaskTokens * plane,
+              {count, kNumMaskTokens, s, s}}});
+        j = k;
+      }
+    };
+    const int runs = (batch + per_run_max - 1) / per_run_max;
+    if (parallel) {
+      detail::parallel_for(runs, decode_workers, [&](int r) { run(*serial_head, *serial_masks, r * per_run_max); });
+    } else {
+      for (int r = 0; r < runs; ++r) run(*head, *masks, r * per_run_max);
     }
   }
 
@@ -320,6 +408,25 @@ std::vector<float> Predictor::get_image_embedding() const {
   impl_->require_image();
   return impl_->embedding;
 }
+
+void Predictor::decode_batch_selected(const std::vector<float>& point_coords, const std::vector<float>& point_labels,
+                                      int batch, int num_points, const std::function<bool(const float*)>& wanted,
+                                      std::vector<float>& iou_predictions, std::vector<float>& low_res_logits,
+                                      std::vector<uint8_t>& selected) {
+  if (batch <= 0 || num_points <= 0) {
+    throw std::invalid_argument("decode_batch_selected: batch and num_points must be > 0");
+  }
+  if (point_coords.size() != static_cast<size_t>(batch) * num_points * 2 ||
+      point_labels.size() != static_cast<size_t>(batch) * num_points) {
+    throw std::invalid_argument("decode_batch_selected: point_coords must hold batch*num_points*2 values and "
+                                "point_labels batch*num_points");
+  }
+  if (!wanted) throw std::invalid_argument("decode_batch_selected: wanted must be a callable");
+  impl_->decode_selected(point_coords.data(), point_labels.data(), batch, num_points, wanted, iou_predictions,
+                         low_res_logits, selected);
+}
+
+bool Predictor::has_split_decoder() const { return impl_->head != nullptr; }
 
 const ModelInfo& Predictor::model_info() const { return impl_->info; }
 std::array<int, 2> Predictor::original_size() const { return {impl_->orig_h, impl_->orig_w}; }

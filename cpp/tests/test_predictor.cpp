@@ -55,20 +55,32 @@ TEST(predictor_outputs_are_consistent) {
   CHECK_THROWS(predictor.predict({}, {}, std::array<float, 4>{5, 5, 1, 1}), std::invalid_argument, "XYXY");
 }
 
-TEST(batched_decoding_across_sub_batches_equals_single_prompts) {
-  // 19 prompts span several internal decoder runs, data-parallel (default threads) and sequential (one
-  // thread): every prompt's outputs must land in its own slot and equal a one-prompt call.
-  const int h = 120, w = 160, batch = 19;
-  const auto img = pattern(h, w);
-  std::vector<float> coords, labels;
+// `batch` one-point prompts (point + padding point) spread over the model frame.
+static void point_prompts(int batch, std::vector<float>& coords, std::vector<float>& labels) {
   for (int b = 0; b < batch; ++b) {
     coords.insert(coords.end(), {40.0f + 50.0f * b, 30.0f + 50.0f * (b % 5), 0.0f, 0.0f});
     labels.insert(labels.end(), {1.0f, -1.0f});
   }
-  const size_t plane = 256 * 256;
+}
+
+// Default options (data-parallel decoding) and one ORT thread (sequential runs).
+static std::vector<RuntimeOptions> threading_options() {
   RuntimeOptions one_thread;
   one_thread.intra_op_threads = 1;
-  for (const RuntimeOptions& options : {RuntimeOptions{}, one_thread}) {
+  return {RuntimeOptions{}, one_thread};
+}
+
+TEST(batched_and_selected_decoding_fill_each_prompt_slot) {
+  // 19 prompts span several internal decoder runs, data-parallel (default threads) and sequential (one
+  // thread): every prompt's outputs must land in its own slot and equal a one-prompt call. Then
+  // decode_batch_selected with the export's split decoder: the wanted prompts (here those whose token-1 IoU
+  // is above the batch median) get the logits decode_batch gives them, and the flags say which those are.
+  const int h = 120, w = 160, batch = 19;
+  const auto img = pattern(h, w);
+  std::vector<float> coords, labels;
+  point_prompts(batch, coords, labels);
+  const size_t plane = 256 * 256;
+  for (const RuntimeOptions& options : threading_options()) {
     Predictor predictor(model_dir(), options);
     predictor.set_image(img.data(), h, w);
     std::vector<float> iou, low_res;
@@ -88,7 +100,36 @@ TEST(batched_decoding_across_sub_batches_equals_single_prompts) {
     float spread = 0.0f;
     for (size_t i = 0; i < plane; ++i) spread = std::max(spread, std::fabs(low_res[i] - low_res[4 * 18 * plane + i]));
     CHECK(spread > 1e-3f);  // prompts differ, so a copy of one prompt into every slot would not pass
+
+    CHECK(predictor.has_split_decoder());
+    std::vector<float> token1;
+    for (int b = 0; b < batch; ++b) token1.push_back(iou[4 * b + 1]);
+    std::nth_element(token1.begin(), token1.begin() + batch / 2, token1.end());
+    const float median = token1[batch / 2];
+    std::vector<float> sel_iou, sel_low_res;
+    std::vector<uint8_t> selected;
+    predictor.decode_batch_selected(coords, labels, batch, 2, [median](const float* s) { return s[1] > median; },
+                                    sel_iou, sel_low_res, selected);
+    CHECK_EQ(selected.size(), static_cast<size_t>(batch));
+    int count = 0;
+    for (int b = 0; b < batch; ++b) {
+      CHECK_EQ(static_cast<int>(selected[b]), iou[4 * b + 1] > median ? 1 : 0);
+      double worst = 0.0;
+      for (int t = 0; t < 4; ++t) worst = std::max(worst, std::fabs(double(sel_iou[4 * b + t]) - iou[4 * b + t]));
+      if (selected[b]) {
+        ++count;
+        for (size_t i = 0; i < 4 * plane; ++i)
+          worst = std::max(worst, std::fabs(double(sel_low_res[4 * b * plane + i]) - low_res[4 * b * plane + i]));
+      }
+      CHECK(worst <= 1e-4);
+    }
+    CHECK(count > 0 && count < batch);
   }
+  Predictor predictor(model_dir());
+  std::vector<float> iou, low_res;
+  std::vector<uint8_t> selected;
+  CHECK_THROWS(predictor.decode_batch_selected({0, 0}, {1}, 1, 1, nullptr, iou, low_res, selected),
+               std::invalid_argument, "wanted");
 }
 
 TEST(generator_produces_valid_records) {

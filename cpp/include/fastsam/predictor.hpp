@@ -1,6 +1,8 @@
 #pragma once
 // fastsam::Predictor: SamPredictor over ONNX Runtime (encoder.onnx + decoder_batched.onnx from sam-export).
 #include <array>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +68,17 @@ class Predictor {
   // four mask tokens (token 0 = single-mask output, 1..3 = multimask outputs).
   void decode_batch(const std::vector<float>& point_coords, const std::vector<float>& point_labels, int batch,
                     int num_points, std::vector<float>& iou_predictions, std::vector<float>& low_res_logits);
+
+  // decode_batch for the mask generator's filter: low_res_logits are computed only for the prompts whose four
+  // IoU predictions satisfy `wanted` (selected[b] = 1); the others' logits are left unspecified. With the split
+  // decoder of the export (decoder_head + decoder_masks, fp32) their upscaling is skipped, else all are decoded.
+  // `wanted` must be thread-safe (it may be called from several threads).
+  void decode_batch_selected(const std::vector<float>& point_coords, const std::vector<float>& point_labels,
+                             int batch, int num_points, const std::function<bool(const float*)>& wanted,
+                             std::vector<float>& iou_predictions, std::vector<float>& low_res_logits,
+                             std::vector<uint8_t>& selected);
+  // Whether decode_batch_selected can skip work (the export has decoder_head + decoder_masks, precision fp32).
+  bool has_split_decoder() const;
 
   // 1 x 256 x 64 x 64 image embedding of the current image.
   std::vector<float> get_image_embedding() const;

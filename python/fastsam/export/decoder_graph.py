@@ -18,6 +18,10 @@ checked by tests/test_export_decoder_graph.py); it only moves work around and re
   MatMul (C_in -> 2*2*C_out); LayerNorm2d becomes a LayerNorm over the last axis of channel-last
   tokens. The 2x2 sub-pixels are kept as separate axes and put in place once, on the 4-channel masks
   (one Transpose instead of depth-to-space on 64- and 32-channel feature maps).
+
+``predict_masks`` = ``predict_tokens`` (transformer, IoU head, hypernetworks) + ``upscale_and_project``;
+the two halves are also exported as separate graphs (decoder_head, decoder_masks) so that the mask
+generator upscales only the prompts whose predicted IoUs pass its filter.
 """
 from __future__ import annotations
 
@@ -161,10 +165,10 @@ def upscale_and_project(mask_decoder: nn.Module, image_tokens: torch.Tensor, hyp
     return masks.reshape(batch, tokens, 4 * h, 4 * w)
 
 
-def predict_masks(mask_decoder: nn.Module, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
-                  sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``MaskDecoder.predict_masks`` without per-prompt copies of image-side tensors.
+def predict_tokens(mask_decoder: nn.Module, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                   sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The part of ``MaskDecoder.predict_masks`` before the upscaling: transformer, IoU head, hypernetworks.
 
     Arguments:
       mask_decoder: a ``MaskDecoder``.
@@ -172,13 +176,13 @@ def predict_masks(mask_decoder: nn.Module, image_embeddings: torch.Tensor, image
       sparse_prompt_embeddings: (B, N, C).
       dense_prompt_embeddings: (B, C, h, w), or (1, C, h, w) when it is the same for every prompt.
     Returns:
-      mask logits (B, num_mask_tokens, 4h, 4w) and IoU predictions (B, num_mask_tokens).
+      IoU predictions (B, num_mask_tokens), hypernetwork outputs (B, num_mask_tokens, C/8) and
+      transformer image tokens (B, h*w, C), the inputs of ``upscale_and_project``.
     """
     batch = sparse_prompt_embeddings.shape[0]
     output_tokens = torch.cat([mask_decoder.iou_token.weight, mask_decoder.mask_tokens.weight], dim=0)
     output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
     tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
-    h, w = image_embeddings.shape[-2:]
     hs, image_tokens = two_way_transformer(mask_decoder.transformer, image_embeddings + dense_prompt_embeddings,
                                            image_pe, tokens)
     iou_token_out = hs[:, 0, :]
@@ -186,5 +190,19 @@ def predict_masks(mask_decoder: nn.Module, image_embeddings: torch.Tensor, image
     hyper_in = torch.stack(
         [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(mask_decoder.output_hypernetworks_mlps)], dim=1
     )
-    masks = upscale_and_project(mask_decoder, image_tokens, hyper_in, (int(h), int(w)))
-    return masks, mask_decoder.iou_prediction_head(iou_token_out)
+    return mask_decoder.iou_prediction_head(iou_token_out), hyper_in, image_tokens
+
+
+def predict_masks(mask_decoder: nn.Module, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                  sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``MaskDecoder.predict_masks`` without per-prompt copies of image-side tensors.
+
+    Arguments: as ``predict_tokens``.
+    Returns:
+      mask logits (B, num_mask_tokens, 4h, 4w) and IoU predictions (B, num_mask_tokens).
+    """
+    iou, hyper_in, image_tokens = predict_tokens(mask_decoder, image_embeddings, image_pe,
+                                                 sparse_prompt_embeddings, dense_prompt_embeddings)
+    h, w = image_embeddings.shape[-2:]
+    return upscale_and_project(mask_decoder, image_tokens, hyper_in, (int(h), int(w))), iou

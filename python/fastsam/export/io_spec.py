@@ -11,6 +11,10 @@ Model keys (manifest ``models`` entries) and files:
   Output ``image_embeddings`` float32 (B,256,64,64).
 - ``decoder`` / ``decoder.onnx``: the official SAM ONNX decoder interface (return_single_mask=False).
 - ``decoder_batched`` / ``decoder_batched.onnx``: B prompts of N points against one embedding.
+- ``decoder_head`` + ``decoder_masks``: decoder_batched cut in two (fp32 only) so the automatic mask
+  generator upscales only prompts whose IoU predictions pass its filter: the head returns the IoU
+  predictions, per-token ``mask_weights`` and the transformer's ``image_tokens``; the masks graph turns
+  image tokens and mask weights into low-res logits.
 - precision variants append ``_int8`` / ``_fp16`` to the key and ``.int8`` / ``.fp16`` to the file stem.
 """
 from __future__ import annotations
@@ -22,7 +26,11 @@ FORMAT_VERSION = 1
 ENCODER = "encoder"
 DECODER = "decoder"
 DECODER_BATCHED = "decoder_batched"
-BASE_MODELS = (ENCODER, DECODER, DECODER_BATCHED)
+DECODER_HEAD = "decoder_head"
+DECODER_MASKS = "decoder_masks"
+BASE_MODELS = (ENCODER, DECODER, DECODER_BATCHED)  # every precision variant is made of these
+SPLIT_DECODER = (DECODER_HEAD, DECODER_MASKS)      # fp32 only
+EXPORTED_MODELS = BASE_MODELS + SPLIT_DECODER
 PRECISIONS = ("fp32", "int8", "fp16")
 
 # Input names.
@@ -37,6 +45,8 @@ ORIG_IM_SIZE = "orig_im_size"
 MASKS = "masks"
 IOU_PREDICTIONS = "iou_predictions"
 LOW_RES_MASKS = "low_res_masks"
+MASK_WEIGHTS = "mask_weights"
+IMAGE_TOKENS = "image_tokens"
 
 # Symbolic dimension names.
 BATCH = "batch"
@@ -44,11 +54,13 @@ HEIGHT = "height"
 WIDTH = "width"
 NUM_POINTS = "num_points"
 NUM_PROMPTS = "num_prompts"
+NUM_TOKENS = "num_tokens"
 ORIG_HEIGHT = "orig_height"
 ORIG_WIDTH = "orig_width"
 
 EMBED_DIM = 256
 NUM_MASK_TOKENS = 4  # token 0 = single-mask output, tokens 1..3 = multimask outputs
+MASK_WEIGHT_DIM = EMBED_DIM // 8  # hypernetwork output = channels of the upscaled embedding
 
 
 @dataclass(frozen=True)
@@ -152,21 +164,52 @@ def decoder_batched_spec(image_size: int = 1024) -> ModelSpec:
     )
 
 
+def decoder_head_spec(image_size: int = 1024) -> ModelSpec:
+    """decoder_batched up to the upscaling: the inputs of decoder_batched."""
+    e = _embed_size(image_size)
+    return ModelSpec(
+        DECODER_HEAD,
+        inputs=decoder_batched_spec(image_size).inputs,
+        outputs=(
+            TensorSpec(IOU_PREDICTIONS, (NUM_PROMPTS, NUM_MASK_TOKENS)),
+            TensorSpec(MASK_WEIGHTS, (NUM_PROMPTS, NUM_MASK_TOKENS, MASK_WEIGHT_DIM)),
+            TensorSpec(IMAGE_TOKENS, (NUM_PROMPTS, e * e, EMBED_DIM)),
+        ),
+    )
+
+
+def decoder_masks_spec(image_size: int = 1024) -> ModelSpec:
+    """The rest of decoder_batched: low-res logits of any number of tokens (e.g. rows of mask_weights)."""
+    e, m = _embed_size(image_size), _low_res_size(image_size)
+    return ModelSpec(
+        DECODER_MASKS,
+        inputs=(
+            TensorSpec(IMAGE_TOKENS, (NUM_PROMPTS, e * e, EMBED_DIM)),
+            TensorSpec(MASK_WEIGHTS, (NUM_PROMPTS, NUM_TOKENS, MASK_WEIGHT_DIM)),
+        ),
+        outputs=(TensorSpec(LOW_RES_MASKS, (NUM_PROMPTS, NUM_TOKENS, m, m)),),
+    )
+
+
 def model_specs(image_size: int = 1024) -> dict[str, ModelSpec]:
-    """The three base graphs by manifest key."""
+    """Every exported graph by manifest key."""
     return {
         ENCODER: encoder_spec(image_size),
         DECODER: decoder_spec(image_size),
         DECODER_BATCHED: decoder_batched_spec(image_size),
+        DECODER_HEAD: decoder_head_spec(image_size),
+        DECODER_MASKS: decoder_masks_spec(image_size),
     }
 
 
 def variant_key(base: str, precision: str) -> str:
     """Manifest key of a precision variant: ``encoder`` + ``int8`` -> ``encoder_int8``."""
-    if base not in BASE_MODELS:
-        raise ValueError(f"unknown model {base!r}; expected one of {BASE_MODELS}")
+    if base not in EXPORTED_MODELS:
+        raise ValueError(f"unknown model {base!r}; expected one of {EXPORTED_MODELS}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if base in SPLIT_DECODER and precision != "fp32":
+        raise ValueError(f"{base} is exported in fp32 only, not {precision!r}")
     return base if precision == "fp32" else f"{base}_{precision}"
 
 

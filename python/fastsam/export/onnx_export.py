@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from . import io_spec, mask_branch
-from .onnx_models import BatchedDecoderOnnxModel, DecoderOnnxModel, EncoderOnnxModel
+from .onnx_models import (BatchedDecoderOnnxModel, DecoderHeadOnnxModel, DecoderMasksOnnxModel, DecoderOnnxModel,
+                          EncoderOnnxModel)
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # dynamic Pad/Slice/Resize inputs need 11+, the quantisers want 13+
@@ -171,8 +172,34 @@ def export_decoder_batched(sam: nn.Module, path: Path, opset: int = DEFAULT_OPSE
     return _export_decoder(BatchedDecoderOnnxModel(sam), args, path, io_spec.decoder_batched_spec(size), opset)
 
 
+def export_decoder_head(sam: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Path:
+    """Write the batched decoder's first half to ``path`` (see ``io_spec.decoder_head_spec``)."""
+    sam.eval()
+    size = int(sam.image_encoder.img_size)
+    args = example_decoder_inputs(size, num_prompts=3)
+    return _export_decoder(DecoderHeadOnnxModel(sam), args, path, io_spec.decoder_head_spec(size), opset)
+
+
+def example_masks_inputs(image_size: int = 1024, num_prompts: int = 3, num_tokens: int = 2) -> tuple[torch.Tensor, ...]:
+    """Random (image_tokens, mask_weights) for the decoder_masks graph."""
+    generator = torch.Generator().manual_seed(0)
+    tokens = (image_size // 16) ** 2
+    return (torch.randn(num_prompts, tokens, io_spec.EMBED_DIM, generator=generator),
+            torch.randn(num_prompts, num_tokens, io_spec.MASK_WEIGHT_DIM, generator=generator))
+
+
+def export_decoder_masks(sam: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Path:
+    """Write the batched decoder's second half (upscaling + mask projection) to ``path``."""
+    sam.eval()
+    size = int(sam.image_encoder.img_size)
+    return _export(DecoderMasksOnnxModel(sam), example_masks_inputs(size), path, io_spec.decoder_masks_spec(size),
+                   opset)
+
+
 EXPORTERS = {
     io_spec.ENCODER: export_encoder,
     io_spec.DECODER: export_decoder,
     io_spec.DECODER_BATCHED: export_decoder_batched,
+    io_spec.DECODER_HEAD: export_decoder_head,
+    io_spec.DECODER_MASKS: export_decoder_masks,
 }

@@ -86,12 +86,15 @@ class _PromptEmbedder(nn.Module):
         """(1,256,1,1): the dense embedding of every prompt when has_mask_input is 0."""
         return self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
 
-    def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, dense=None):
-        """Low-res logits and IoU of all mask tokens; ``dense`` (from ``embed_masks``) is computed when None."""
+    def _embed(self, point_coords, point_labels, mask_input, has_mask_input, dense):
         sparse = self.embed_points(point_coords, point_labels)
         if dense is None:
             dense = self.embed_masks(mask_input, has_mask_input)
-        image_pe = self.prompt_encoder.get_dense_pe()
+        return sparse, dense, self.prompt_encoder.get_dense_pe()
+
+    def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, dense=None):
+        """Low-res logits and IoU of all mask tokens; ``dense`` (from ``embed_masks``) is computed when None."""
+        sparse, dense, image_pe = self._embed(point_coords, point_labels, mask_input, has_mask_input, dense)
         if self.optimized_graph:
             return decoder_graph.predict_masks(self.mask_decoder, image_embeddings, image_pe, sparse, dense)
         dense = dense.expand(sparse.shape[0], -1, image_embeddings.shape[-2], image_embeddings.shape[-1])
@@ -151,3 +154,43 @@ class BatchedDecoderOnnxModel(_PromptEmbedder):
         ``dense`` replaces ``embed_masks(mask_input, has_mask_input)`` (the export computes it in an If)."""
         low_res, iou = self.decode(image_embeddings, point_coords, point_labels, mask_input, has_mask_input, dense)
         return iou, low_res
+
+
+class DecoderHeadOnnxModel(_PromptEmbedder):
+    """First half of the batched decoder: IoU predictions, hypernetwork mask weights and the
+    transformer's image tokens of B prompts x N points (``decoder_graph.predict_tokens``).
+
+    Arguments:
+      sam: a ``Sam`` model; prompt encoder and mask decoder are used.
+    """
+
+    def __init__(self, sam: nn.Module) -> None:
+        super().__init__(sam, optimized_graph=True)
+        self.eval()
+
+    @torch.no_grad()
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, dense=None):
+        """Inputs/outputs as ``io_spec.decoder_head_spec``: (iou_predictions, mask_weights, image_tokens)."""
+        sparse, dense, image_pe = self._embed(point_coords, point_labels, mask_input, has_mask_input, dense)
+        return decoder_graph.predict_tokens(self.mask_decoder, image_embeddings, image_pe, sparse, dense)
+
+
+class DecoderMasksOnnxModel(nn.Module):
+    """Second half of the batched decoder: upscale image tokens and project them on mask weights
+    (``decoder_graph.upscale_and_project``) for any number of mask tokens.
+
+    Arguments:
+      sam: a ``Sam`` model; its mask decoder's upscaling layers are used.
+    """
+
+    def __init__(self, sam: nn.Module) -> None:
+        super().__init__()
+        self.mask_decoder = sam.mask_decoder
+        self.embedding_size = int(sam.image_encoder.img_size) // 16
+        self.eval()
+
+    @torch.no_grad()
+    def forward(self, image_tokens, mask_weights):
+        """image_tokens (B, h*w, 256), mask_weights (B, T, 32) -> low_res_masks (B, T, 4h, 4w)."""
+        size = (self.embedding_size, self.embedding_size)
+        return decoder_graph.upscale_and_project(self.mask_decoder, image_tokens, mask_weights, size)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import io_spec
-from .onnx_models import BatchedDecoderOnnxModel, DecoderOnnxModel
+from .onnx_models import BatchedDecoderOnnxModel, DecoderHeadOnnxModel, DecoderOnnxModel
 
 # Max abs difference allowed per precision (fp32 outputs are O(1) logits/embeddings).
 TOLERANCES = {"fp32": 1e-4, "fp16": 2e-2}
@@ -140,20 +140,46 @@ def check_decoder(sam, path: Path, embeddings: dict[str, np.ndarray], orig_im_si
     return _compare_decoder(io_spec.decoder_spec(size), reference, ort_session(path), feeds, TOLERANCES[precision])
 
 
+def _batched_feeds(embeddings: dict[str, np.ndarray], image_size: int) -> dict[str, dict]:
+    # B=5 prompts x N=3 points, without and with mask input.
+    feeds = {}
+    for case, embedding in embeddings.items():
+        for seed, with_mask in enumerate((False, True)):
+            feed = random_prompts(10 + seed, 5, 3, image_size, with_mask)
+            feed[io_spec.IMAGE_EMBEDDINGS] = embedding.astype(np.float32)
+            feeds[f"{case}/5x3{'+mask' if with_mask else ''}"] = feed
+    return feeds
+
+
 def check_decoder_batched(sam, path: Path, embeddings: dict[str, np.ndarray],
                           precision: str = "fp32") -> list[ParityCheck]:
     """Compare decoder_batched.onnx with the torch ``BatchedDecoderOnnxModel`` (reference formulation;
     B=5 prompts x N=3 points)."""
     size = int(sam.image_encoder.img_size)
-    feeds = {}
-    for case, embedding in embeddings.items():
-        for seed, with_mask in enumerate((False, True)):
-            feed = random_prompts(10 + seed, 5, 3, size, with_mask)
-            feed[io_spec.IMAGE_EMBEDDINGS] = embedding.astype(np.float32)
-            feeds[f"{case}/5x3{'+mask' if with_mask else ''}"] = feed
     reference = BatchedDecoderOnnxModel(sam, optimized_graph=False)
-    return _compare_decoder(io_spec.decoder_batched_spec(size), reference, ort_session(path), feeds,
-                            TOLERANCES[precision])
+    return _compare_decoder(io_spec.decoder_batched_spec(size), reference, ort_session(path),
+                            _batched_feeds(embeddings, size), TOLERANCES[precision])
+
+
+def check_split_decoder(sam, head_path: Path, masks_path: Path, embeddings: dict[str, np.ndarray]) -> list[ParityCheck]:
+    """Compare decoder_head.onnx with the torch ``DecoderHeadOnnxModel``, and decoder_head followed by
+    decoder_masks (fed the head's ONNX outputs) with the reference ``BatchedDecoderOnnxModel``."""
+    size = int(sam.image_encoder.img_size)
+    feeds = _batched_feeds(embeddings, size)
+    head_spec = io_spec.decoder_head_spec(size)
+    head = ort_session(head_path)
+    checks = _compare_decoder(head_spec, DecoderHeadOnnxModel(sam), head, feeds, TOLERANCES["fp32"])
+    masks = ort_session(masks_path)
+    reference = BatchedDecoderOnnxModel(sam, optimized_graph=False)
+    for case, feed in feeds.items():
+        expected_iou, expected_masks = _torch_outputs(reference, feed, head_spec.input_names)
+        iou, weights, tokens = head.run([io_spec.IOU_PREDICTIONS, io_spec.MASK_WEIGHTS, io_spec.IMAGE_TOKENS], feed)
+        (low_res,) = masks.run([io_spec.LOW_RES_MASKS], {io_spec.IMAGE_TOKENS: tokens, io_spec.MASK_WEIGHTS: weights})
+        checks.append(ParityCheck(io_spec.DECODER_MASKS, f"{case} head->masks", io_spec.LOW_RES_MASKS,
+                                  _max_abs(low_res, expected_masks), TOLERANCES["fp32"]))
+        checks.append(ParityCheck(io_spec.DECODER_HEAD, f"{case} vs batched", io_spec.IOU_PREDICTIONS,
+                                  _max_abs(iou, expected_iou), TOLERANCES["fp32"]))
+    return checks
 
 
 def summarize(checks: list[ParityCheck]) -> dict:

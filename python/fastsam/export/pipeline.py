@@ -173,7 +173,7 @@ def run_export(sam, options: ExportOptions, log: Log = print) -> dict:
     timings: dict[str, float] = {}
 
     paths = {}
-    for key in io_spec.BASE_MODELS:
+    for key in io_spec.EXPORTED_MODELS:
         path = output_dir / io_spec.variant_file(key, "fp32")
         start = time.perf_counter()
         _timed(log, f"export {key} -> {path}", EXPORTERS[key], sam, path, options.opset)
@@ -201,6 +201,7 @@ def run_export(sam, options: ExportOptions, log: Log = print) -> dict:
     orig_size = (images["generated_scene"].shape[2] * 3 // 2, images["generated_scene"].shape[3] * 3 // 2)
     checks += parity.check_decoder(sam, paths[io_spec.DECODER], embeddings, orig_size)
     checks += parity.check_decoder_batched(sam, paths[io_spec.DECODER_BATCHED], embeddings)
+    checks += parity.check_split_decoder(sam, paths[io_spec.DECODER_HEAD], paths[io_spec.DECODER_MASKS], embeddings)
     _gate(checks, options, log)
 
     models = {key: manifest.model_entry(output_dir, specs[key], paths[key].name, "fp32") for key in paths}
