@@ -212,7 +212,7 @@ class CalibrationScorer:
         self._trials = 0
         encoder = ort_session(fp32["encoder"])
         self._decoders["fp32"] = ort_session(fp32["decoder"])
-        self._fp32_embeddings = [encoder.run(None, {io_spec.IMAGE: im.encoder_input})[0] for im in images]
+        self._fp32_embeddings = [encoder.run(None, {io_spec.IMAGE: im.encoder_input})[0].copy() for im in images]
         self._references = [self._masks(self._decoders["fp32"], e, im) for e, im in zip(self._fp32_embeddings, images)]
 
     def _masks(self, decoder, embedding: np.ndarray, image) -> list[np.ndarray]:
@@ -234,7 +234,10 @@ class CalibrationScorer:
             options.log_severity_level = 3
             session = ort.InferenceSession(self.encoder_model(excluded).SerializeToString(), options,
                                            providers=["CPUExecutionProvider"])
-            self._embeddings[excluded] = [session.run(None, {io_spec.IMAGE: im.encoder_input})[0] for im in self._images]
+            # Copies: an output array of ONNX Runtime keeps its session's whole memory arena alive (measured:
+            # +730 MB per cached trial, 16.5 GB peak for a full search).
+            self._embeddings[excluded] = [session.run(None, {io_spec.IMAGE: im.encoder_input})[0].copy()
+                                          for im in self._images]
         return self._embeddings[excluded]
 
     def _int8_decoder(self, excluded: frozenset):
