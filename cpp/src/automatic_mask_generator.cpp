@@ -48,7 +48,9 @@ struct AutomaticMaskGenerator::Impl {
   Predictor predictor;
 
   Impl(const std::string& model_dir, const AmgOptions& p, const RuntimeOptions& runtime)
-      : params(validated(p)), predictor(model_dir, runtime) {}
+      : params(validated(p)), predictor(model_dir, runtime) {
+    predictor.load_split_decoder();
+  }
 
   void process_crop(const uint8_t* rgb, int im_h, int im_w, const BoxI& crop, int layer, std::vector<CropMask>& out) {
     const int crop_w = crop.x1 - crop.x0, crop_h = crop.y1 - crop.y0;

@@ -61,8 +61,10 @@ struct Predictor::Impl {
   std::unique_ptr<detail::OnnxModel> serial_decoder;
   int decode_workers = 1;
   // The batched decoder cut in two (decoder_head + decoder_masks, fp32 exports only), so that the mask
-  // generator upscales only the prompts it keeps; null when the export has no split decoder. The serial_*
-  // copies (one ORT thread) serve data-parallel decoding like serial_decoder.
+  // generator upscales only the prompts it keeps; opened by load_split_decoder() (a plain Predictor user does
+  // not pay for their sessions), null until then. The serial_* copies (one ORT thread) serve data-parallel
+  // decoding like serial_decoder.
+  std::vector<detail::ModelEntry> split_entries;
   std::unique_ptr<detail::OnnxModel> head, masks, serial_head, serial_masks;
 
   bool image_set = false;
@@ -93,18 +95,28 @@ struct Predictor::Impl {
       decode_workers = threads;
     }
     if (opts.precision == "fp32" && manifest.has("decoder_head") && manifest.has("decoder_masks")) {
-      head = std::make_unique<detail::OnnxModel>(manifest.model("decoder_head"), opts);
-      masks = std::make_unique<detail::OnnxModel>(manifest.model("decoder_masks"), opts);
-      head->require({kEmbeddings, kPointCoords, kPointLabels, kMaskInput, kHasMaskInput},
-                    {kIouPredictions, kMaskWeights, kImageTokens});
-      masks->require({kImageTokens, kMaskWeights}, {kLowResMasks});
-      if (serial_decoder) {
-        RuntimeOptions serial = opts;
-        serial.intra_op_threads = 1;
-        serial_head = std::make_unique<detail::OnnxModel>(head->path(), serial);
-        serial_masks = std::make_unique<detail::OnnxModel>(masks->path(), serial);
-      }
+      split_entries = {manifest.model("decoder_head"), manifest.model("decoder_masks")};
     }
+  }
+
+  // Opens the split decoder's sessions (once); false when the export has none for this precision.
+  bool load_split_decoder() {
+    if (head) return true;
+    if (split_entries.empty()) return false;
+    auto loaded_head = std::make_unique<detail::OnnxModel>(split_entries[0], options);
+    auto loaded_masks = std::make_unique<detail::OnnxModel>(split_entries[1], options);
+    loaded_head->require({kEmbeddings, kPointCoords, kPointLabels, kMaskInput, kHasMaskInput},
+                         {kIouPredictions, kMaskWeights, kImageTokens});
+    loaded_masks->require({kImageTokens, kMaskWeights}, {kLowResMasks});
+    if (serial_decoder) {
+      RuntimeOptions serial = options;
+      serial.intra_op_threads = 1;
+      serial_head = std::make_unique<detail::OnnxModel>(loaded_head->path(), serial);
+      serial_masks = std::make_unique<detail::OnnxModel>(loaded_masks->path(), serial);
+    }
+    masks = std::move(loaded_masks);
+    head = std::move(loaded_head);
+    return true;
   }
 
   void require_image() const {
@@ -425,6 +437,8 @@ void Predictor::decode_batch_selected(const std::vector<float>& point_coords, co
   impl_->decode_selected(point_coords.data(), point_labels.data(), batch, num_points, wanted, iou_predictions,
                          low_res_logits, selected);
 }
+
+bool Predictor::load_split_decoder() { return impl_->load_split_decoder(); }
 
 bool Predictor::has_split_decoder() const { return impl_->head != nullptr; }
 

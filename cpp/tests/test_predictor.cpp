@@ -101,6 +101,8 @@ TEST(batched_and_selected_decoding_fill_each_prompt_slot) {
     for (size_t i = 0; i < plane; ++i) spread = std::max(spread, std::fabs(low_res[i] - low_res[4 * 18 * plane + i]));
     CHECK(spread > 1e-3f);  // prompts differ, so a copy of one prompt into every slot would not pass
 
+    CHECK(!predictor.has_split_decoder());  // opened on request only
+    CHECK(predictor.load_split_decoder());
     CHECK(predictor.has_split_decoder());
     std::vector<float> token1;
     for (int b = 0; b < batch; ++b) token1.push_back(iou[4 * b + 1]);

@@ -70,14 +70,18 @@ class Predictor {
                     int num_points, std::vector<float>& iou_predictions, std::vector<float>& low_res_logits);
 
   // decode_batch for the mask generator's filter: low_res_logits are computed only for the prompts whose four
-  // IoU predictions satisfy `wanted` (selected[b] = 1); the others' logits are left unspecified. With the split
-  // decoder of the export (decoder_head + decoder_masks, fp32) their upscaling is skipped, else all are decoded.
-  // `wanted` must be thread-safe (it may be called from several threads).
+  // IoU predictions satisfy `wanted` (selected[b] = 1); the others' logits are left unspecified. Once
+  // load_split_decoder() has opened the export's split decoder (decoder_head + decoder_masks, fp32) their
+  // upscaling is skipped, else all are decoded. `wanted` must be thread-safe (it may be called from several
+  // threads).
   void decode_batch_selected(const std::vector<float>& point_coords, const std::vector<float>& point_labels,
                              int batch, int num_points, const std::function<bool(const float*)>& wanted,
                              std::vector<float>& iou_predictions, std::vector<float>& low_res_logits,
                              std::vector<uint8_t>& selected);
-  // Whether decode_batch_selected can skip work (the export has decoder_head + decoder_masks, precision fp32).
+  // Opens the export's split decoder for decode_batch_selected (the AutomaticMaskGenerator does this); returns
+  // false when the export has none for this precision (older exports, int8, fp16). Throws like the constructor.
+  bool load_split_decoder();
+  // Whether decode_batch_selected can skip work (load_split_decoder() succeeded).
   bool has_split_decoder() const;
 
   // 1 x 256 x 64 x 64 image embedding of the current image.

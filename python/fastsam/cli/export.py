@@ -1,4 +1,5 @@
-"""``sam-export``: checkpoint -> encoder.onnx, decoder.onnx, decoder_batched.onnx, manifest.json (+ variants)."""
+"""``sam-export``: checkpoint -> encoder.onnx, decoder.onnx, decoder_batched.onnx, decoder_head.onnx +
+decoder_masks.onnx (the batched decoder in two halves), manifest.json (+ variants)."""
 from __future__ import annotations
 
 import time
@@ -53,7 +54,12 @@ def _load_model(model_type: str, checkpoint: str | None, random_weights: bool):
 @click.option("--allow-mismatch", is_flag=True, help="Keep the files even if the parity gate finds outputs beyond tolerance.")
 def main(checkpoint, random_weights, model_type, output_dir, quantize, calib_dir, calib_count, fp16, tensorrt,
          opset, no_simplify, allow_mismatch):
-    """Export a SAM checkpoint to ONNX for the fastsam C++ runtime (and any SAM ONNX tool)."""
+    """Export a SAM checkpoint to ONNX for the fastsam C++ runtime (and any SAM ONNX tool).
+
+    Writes encoder.onnx, decoder.onnx (the official SAM ONNX decoder interface), decoder_batched.onnx (many
+    prompts per call), decoder_head.onnx + decoder_masks.onnx (the batched decoder in two halves, so the mask
+    generator upscales only the prompts it keeps) and manifest.json, after checking every graph against PyTorch.
+    """
     from ..export import calibration
     from ..export.pipeline import ExportOptions, ParityError, check_output_dir, run_export
 
