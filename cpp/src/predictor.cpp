@@ -48,6 +48,19 @@ std::string model_key(const std::string& base, const std::string& precision) {
   throw std::invalid_argument("precision must be 'fp32', 'int8' or 'fp16', got '" + precision + "'");
 }
 
+// Argument checks shared by decode_batch and decode_batch_selected; `caller` names the method in the message.
+void check_batch_prompts(const char* caller, const std::vector<float>& point_coords,
+                         const std::vector<float>& point_labels, int batch, int num_points) {
+  if (batch <= 0 || num_points <= 0) {
+    throw std::invalid_argument(std::string(caller) + ": batch and num_points must be > 0");
+  }
+  if (point_coords.size() != static_cast<size_t>(batch) * num_points * 2 ||
+      point_labels.size() != static_cast<size_t>(batch) * num_points) {
+    throw std::invalid_argument(std::string(caller) + ": point_coords must hold batch*num_points*2 values and "
+                                "point_labels batch*num_points");
+  }
+}
+
 }  // namespace
 
 struct Predictor::Impl {
@@ -89,9 +102,7 @@ struct Predictor::Impl {
     decoder_is_batched = !decoder.has_input(kOrigImSize);
     const int threads = detail::worker_count(opts.intra_op_threads);
     if (decoder_is_batched && opts.provider == ExecutionProvider::kCpu && threads > 1) {
-      RuntimeOptions serial = opts;
-      serial.intra_op_threads = 1;
-      serial_decoder = std::make_unique<detail::OnnxModel>(decoder.path(), serial);
+      serial_decoder = std::make_unique<detail::OnnxModel>(decoder.path(), one_thread_options());
       decode_workers = threads;
     }
     if (opts.precision == "fp32" && manifest.has("decoder_head") && manifest.has("decoder_masks")) {
@@ -109,14 +120,31 @@ struct Predictor::Impl {
                          {kIouPredictions, kMaskWeights, kImageTokens});
     loaded_masks->require({kImageTokens, kMaskWeights}, {kLowResMasks});
     if (serial_decoder) {
-      RuntimeOptions serial = options;
-      serial.intra_op_threads = 1;
-      serial_head = std::make_unique<detail::OnnxModel>(loaded_head->path(), serial);
-      serial_masks = std::make_unique<detail::OnnxModel>(loaded_masks->path(), serial);
+      serial_head = std::make_unique<detail::OnnxModel>(loaded_head->path(), one_thread_options());
+      serial_masks = std::make_unique<detail::OnnxModel>(loaded_masks->path(), one_thread_options());
     }
     masks = std::move(loaded_masks);
     head = std::move(loaded_head);
     return true;
+  }
+
+  // The options of the one-thread sessions used for data-parallel decoding.
+  RuntimeOptions one_thread_options() const {
+    RuntimeOptions serial = options;
+    serial.intra_op_threads = 1;
+    return serial;
+  }
+
+  // Runs `run(serial, start)` for each run of at most `per_run_max` of `batch` prompts: concurrently, one per
+  // worker on the one-thread sessions (serial = true), when `parallel`, else one after the other.
+  template <typename Fn>
+  void for_each_run(int batch, int per_run_max, bool parallel, Fn&& run) const {
+    const int runs = (batch + per_run_max - 1) / per_run_max;
+    if (parallel) {
+      detail::parallel_for(runs, decode_workers, [&](int r) { run(true, r * per_run_max); });
+    } else {
+      for (int r = 0; r < runs; ++r) run(false, r * per_run_max);
+    }
   }
 
   void require_image() const {
@@ -163,12 +191,8 @@ struct Predictor::Impl {
                               {kLowResMasks, low_res.data() + static_cast<size_t>(start) * 4 * plane,
                                {per_run, 4, s, s}}});
     };
-    const int runs = (batch + per_run_max - 1) / per_run_max;
-    if (parallel) {
-      detail::parallel_for(runs, decode_workers, [&](int r) { run(*serial_decoder, r * per_run_max); });
-    } else {
-      for (int r = 0; r < runs; ++r) run(decoder, r * per_run_max);
-    }
+    for_each_run(batch, per_run_max, parallel,
+                 [&](bool serial, int start) { run(serial ? *serial_decoder : decoder, start); });
   }
 
   // decode() for prompts without mask input, computing low-res logits only for the prompts whose four IoU
@@ -230,12 +254,9 @@ struct Predictor::Impl {
         j = k;
       }
     };
-    const int runs = (batch + per_run_max - 1) / per_run_max;
-    if (parallel) {
-      detail::parallel_for(runs, decode_workers, [&](int r) { run(*serial_head, *serial_masks, r * per_run_max); });
-    } else {
-      for (int r = 0; r < runs; ++r) run(*head, *masks, r * per_run_max);
-    }
+    for_each_run(batch, per_run_max, parallel, [&](bool serial, int start) {
+      run(serial ? *serial_head : *head, serial ? *serial_masks : *masks, start);
+    });
   }
 
   // Selects tokens (1..3 for multimask, else 0) of prompt b and upscales them to the original size.
@@ -406,12 +427,7 @@ std::vector<Prediction> Predictor::predict_boxes(const std::vector<std::array<fl
 void Predictor::decode_batch(const std::vector<float>& point_coords, const std::vector<float>& point_labels,
                              int batch, int num_points, std::vector<float>& iou_predictions,
                              std::vector<float>& low_res_logits) {
-  if (batch <= 0 || num_points <= 0) throw std::invalid_argument("decode_batch: batch and num_points must be > 0");
-  if (point_coords.size() != static_cast<size_t>(batch) * num_points * 2 ||
-      point_labels.size() != static_cast<size_t>(batch) * num_points) {
-    throw std::invalid_argument("decode_batch: point_coords must hold batch*num_points*2 values and point_labels "
-                                "batch*num_points");
-  }
+  check_batch_prompts("decode_batch", point_coords, point_labels, batch, num_points);
   impl_->decode(point_coords.data(), point_labels.data(), nullptr, false, batch, num_points, iou_predictions,
                 low_res_logits);
 }
@@ -425,14 +441,7 @@ void Predictor::decode_batch_selected(const std::vector<float>& point_coords, co
                                       int batch, int num_points, const std::function<bool(const float*)>& wanted,
                                       std::vector<float>& iou_predictions, std::vector<float>& low_res_logits,
                                       std::vector<uint8_t>& selected) {
-  if (batch <= 0 || num_points <= 0) {
-    throw std::invalid_argument("decode_batch_selected: batch and num_points must be > 0");
-  }
-  if (point_coords.size() != static_cast<size_t>(batch) * num_points * 2 ||
-      point_labels.size() != static_cast<size_t>(batch) * num_points) {
-    throw std::invalid_argument("decode_batch_selected: point_coords must hold batch*num_points*2 values and "
-                                "point_labels batch*num_points");
-  }
+  check_batch_prompts("decode_batch_selected", point_coords, point_labels, batch, num_points);
   if (!wanted) throw std::invalid_argument("decode_batch_selected: wanted must be a callable");
   impl_->decode_selected(point_coords.data(), point_labels.data(), batch, num_points, wanted, iou_predictions,
                          low_res_logits, selected);
