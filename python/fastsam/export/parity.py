@@ -109,14 +109,18 @@ def _torch_outputs(module, feed: dict[str, np.ndarray], names: list[str]) -> lis
     return [o.numpy() for o in outputs]
 
 
+def _compare_case(spec: io_spec.ModelSpec, module, session, case: str, feed: dict,
+                  tolerance: float) -> tuple[list[ParityCheck], list[np.ndarray]]:
+    """One feed through ``session`` and ``module``: a check per output, and the ONNX outputs."""
+    expected = _torch_outputs(module, feed, spec.input_names)
+    got = session.run(spec.output_names, feed)
+    checks = [ParityCheck(spec.key, case, name, _max_abs(g, e), tolerance)
+              for name, g, e in zip(spec.output_names, got, expected)]
+    return checks, got
+
+
 def _compare_decoder(spec: io_spec.ModelSpec, module, session, feeds: dict[str, dict], tolerance: float) -> list[ParityCheck]:
-    checks = []
-    for case, feed in feeds.items():
-        expected = _torch_outputs(module, feed, spec.input_names)
-        got = session.run(spec.output_names, feed)
-        checks += [ParityCheck(spec.key, case, name, _max_abs(g, e), tolerance)
-                   for name, g, e in zip(spec.output_names, got, expected)]
-    return checks
+    return [check for case, feed in feeds.items() for check in _compare_case(spec, module, session, case, feed, tolerance)[0]]
 
 
 def check_decoder(sam, path: Path, embeddings: dict[str, np.ndarray], orig_im_size: tuple[int, int],
@@ -167,13 +171,14 @@ def check_split_decoder(sam, head_path: Path, masks_path: Path, embeddings: dict
     size = int(sam.image_encoder.img_size)
     feeds = _batched_feeds(embeddings, size)
     head_spec = io_spec.decoder_head_spec(size)
-    head = ort_session(head_path)
-    checks = _compare_decoder(head_spec, DecoderHeadOnnxModel(sam), head, feeds, TOLERANCES["fp32"])
+    head, head_module = ort_session(head_path), DecoderHeadOnnxModel(sam)
     masks = ort_session(masks_path)
     reference = BatchedDecoderOnnxModel(sam, optimized_graph=False)
+    checks = []
     for case, feed in feeds.items():
+        head_checks, (iou, weights, tokens) = _compare_case(head_spec, head_module, head, case, feed, TOLERANCES["fp32"])
+        checks += head_checks
         expected_iou, expected_masks = _torch_outputs(reference, feed, head_spec.input_names)
-        iou, weights, tokens = head.run([io_spec.IOU_PREDICTIONS, io_spec.MASK_WEIGHTS, io_spec.IMAGE_TOKENS], feed)
         (low_res,) = masks.run([io_spec.LOW_RES_MASKS], {io_spec.IMAGE_TOKENS: tokens, io_spec.MASK_WEIGHTS: weights})
         checks.append(ParityCheck(io_spec.DECODER_MASKS, f"{case} head->masks", io_spec.LOW_RES_MASKS,
                                   _max_abs(low_res, expected_masks), TOLERANCES["fp32"]))
