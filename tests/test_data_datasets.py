@@ -171,6 +171,25 @@ def test_dataset_items_and_collate_with_several_objects(tmp_path):
     assert torch.allclose(item["boxes"][0], gt_box)
 
 
+def test_point_prompt_prob_switches_whole_images_to_single_clicks_inside_the_object(tmp_path):
+    root = generate_synthetic_dataset(tmp_path / "syn", num_train=8, num_val=1, size=96, objects=(2, 3), seed=2)
+    records, _ = load_records(str(root / "train/images"), str(root / "train/masks"), None, "error", "train")
+    clicks = SamDataset(records, img_size=96, prompts=PromptSettings(use_box=True, point_prompt_prob=1.0),
+                        max_objects=8, train=True, seed=0)
+    for item in (clicks[i] for i in range(len(records))):
+        assert item["multimask"] and item["boxes"] is None
+        assert item["point_coords"].shape == (item["gt"].shape[0], 1, 2) and bool((item["point_labels"] == 1).all())
+        for mask, (x, y) in zip(item["gt"], item["point_coords"][:, 0]):
+            assert mask[int(y), int(x)]  # the click lands on the object (image is already 96 px: no rescale)
+    mixed = SamDataset(records, img_size=96, prompts=PromptSettings(use_box=True, point_prompt_prob=0.5),
+                       max_objects=8, train=True, seed=0)
+    kinds = {mixed[i]["multimask"] for i in range(len(records))}
+    assert kinds == {True, False}
+    val = SamDataset(records, img_size=96, prompts=PromptSettings(use_box=True, point_prompt_prob=1.0),
+                     max_objects=8, train=False)
+    assert not val[0]["multimask"] and val[0]["boxes"] is not None  # validation always uses the configured prompts
+
+
 def test_synthetic_set_layout_and_masks(tmp_path):
     root = generate_synthetic_dataset(tmp_path / "s", num_train=2, num_val=1, size=64, seed=5)
     for split in ("train", "val"):

@@ -72,6 +72,12 @@ def test_int_is_accepted_for_float_fields():
     assert config_from_dict({"learning_rate": 1}).learning_rate == 1.0
 
 
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_point_prompt_prob_out_of_range_is_rejected(value):
+    with pytest.raises(ConfigError, match=r"'point_prompt_prob' must be in \[0, 1\]"):
+        config_from_dict({"point_prompt_prob": value})
+
+
 def test_overlapping_stages_rejected():
     stages = [{"start_epoch": 0, "end_epoch": 4}, {"start_epoch": 3, "end_epoch": 6}]
     with pytest.raises(ConfigError, match=r"stage_schedule\[1\]"):

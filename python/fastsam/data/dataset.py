@@ -22,6 +22,9 @@ class PromptSettings:
     box_jitter: float = 0.0
     num_pos_points: int = 0
     num_neg_points: int = 0
+    # Training only: the fraction of images whose objects are prompted by one foreground point instead
+    # (SAM's click prompts; an ambiguous single point trains all three multimask outputs).
+    point_prompt_prob: float = 0.0
 
 
 def file_digest(path) -> str:
@@ -45,6 +48,7 @@ class SamDataset(Dataset):
       gt (N, H, W) bool at the original size (for validation metrics);
       boxes (N, 4) XYXY in resized-image pixels, or None;
       point_coords (N, P, 2) in resized-image pixels and point_labels (N, P), or None;
+      multimask: True when the prompts are single points (train the 3 multimask outputs, lowest loss kept);
       index, image_path, digest.
     With `load_images` False the image is not read ("image" is None): the trainer sets it while every
     embedding comes from its cache, so cached epochs skip decoding and resizing photos.
@@ -100,11 +104,17 @@ class SamDataset(Dataset):
             image = None if image is None else image.flip(-1)
         height, width = masks.shape[-2:]
         boxes = coords = labels = None
-        if self.prompts.use_box:
+        single_point = (self.train and self.prompts.point_prompt_prob > 0
+                        and torch.rand(1, generator=gen).item() < self.prompts.point_prompt_prob)
+        if single_point:
+            pairs = [sample_points(m, 1, 0, gen) for m in masks]
+            coords = scale_coords(torch.stack([p[0] for p in pairs]), (height, width), self.img_size)
+            labels = torch.stack([p[1] for p in pairs])
+        elif self.prompts.use_box:
             jitter = self.prompts.box_jitter if self.train else 0.0
             boxes = torch.stack([jitter_box(mask_to_box(m), jitter, height, width, gen) for m in masks])
             boxes = scale_coords(boxes.reshape(-1, 2, 2), (height, width), self.img_size).reshape(-1, 4)
-        if self.prompts.num_pos_points + self.prompts.num_neg_points > 0:
+        if not single_point and self.prompts.num_pos_points + self.prompts.num_neg_points > 0:
             pairs = [sample_points(m, self.prompts.num_pos_points, self.prompts.num_neg_points, gen) for m in masks]
             coords = scale_coords(torch.stack([p[0] for p in pairs]), (height, width), self.img_size)
             labels = torch.stack([p[1] for p in pairs])
@@ -117,6 +127,7 @@ class SamDataset(Dataset):
             "boxes": boxes,
             "point_coords": coords,
             "point_labels": labels,
+            "multimask": single_point,
             "index": index,
             "image_path": str(rec.image_path),
             "digest": self.digest(index),

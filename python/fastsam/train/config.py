@@ -97,6 +97,9 @@ class TrainConfig:
     box_jitter: float = 0.1  # max box-corner shift as a fraction of box side (training only)
     num_pos_points: int = 0
     num_neg_points: int = 0
+    # fraction of training images prompted by one foreground point per object instead of the prompts above
+    # (so the model also answers clicks and the mask generator's grid points); those train 3 multimask outputs
+    point_prompt_prob: float = 0.0
     # True: 3 candidate masks per prompt, the lowest-loss one trained (SAM does this for ambiguous single-point
     # prompts); False: the single-mask output, which is what SamPredictor returns for a box prompt.
     multimask_output: bool = False
@@ -273,6 +276,8 @@ def _check_consistency(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'learning_rate' must be > 0, got {cfg.learning_rate}")
     if not 0.0 <= cfg.box_jitter < 1.0:
         raise ConfigError(f"config key 'box_jitter' must be in [0, 1), got {cfg.box_jitter}")
+    if not 0.0 <= cfg.point_prompt_prob <= 1.0:
+        raise ConfigError(f"config key 'point_prompt_prob' must be in [0, 1], got {cfg.point_prompt_prob}")
     if not cfg.use_box_prompt and cfg.num_pos_points == 0:
         raise ConfigError("config: with use_box_prompt=false set num_pos_points >= 1, otherwise there is no prompt")
     if cfg.scheduler.warmup_steps < 0:

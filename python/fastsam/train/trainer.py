@@ -191,7 +191,7 @@ class SegmentationLoss(nn.Module):
             embeddings = embed_images(self.sam, items, cache, device)
         totals, stats = [], dict.fromkeys(LOGGED_TERMS, 0.0)
         for item, emb in zip(items, embeddings):
-            logits, iou_pred = decode(self.sam, emb, item, self.cfg.multimask_output, device)
+            logits, iou_pred = decode(self.sam, emb, item, self.cfg.multimask_output or item["multimask"], device)
             terms = mask_losses(logits.float(), iou_pred.float(), item["gt_lowres"].to(device), weights.focal,
                                 weights.dice, weights.iou, self.cfg.mask_threshold, weights.bce)
             totals.append(terms.total)
@@ -373,7 +373,8 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     val_dir = cfg.val_img_dir or cfg.train_img_dir
     val_masks, val_coco = (cfg.val_mask_dir, cfg.val_coco) if cfg.val_img_dir else (cfg.train_mask_dir, cfg.train_coco)
     val_records, _ = load_records(val_dir, val_masks, val_coco, cfg.on_bad_sample, "val")
-    prompts = PromptSettings(cfg.use_box_prompt, cfg.box_jitter, cfg.num_pos_points, cfg.num_neg_points)
+    prompts = PromptSettings(cfg.use_box_prompt, cfg.box_jitter, cfg.num_pos_points, cfg.num_neg_points,
+                             cfg.point_prompt_prob)
     train_ds = SamDataset(train_records, cfg.img_size, prompts, cfg.max_objects_per_image, train=True,
                           augment=cfg.augment, seed=cfg.seed)
     val_ds = SamDataset(val_records, cfg.img_size, prompts, cfg.max_objects_per_image, train=False, seed=cfg.seed)
