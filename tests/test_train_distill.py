@@ -84,3 +84,18 @@ def test_distillation_refuses_frozen_encoder(tmp_path):
                                 train_img_dir_teacher_features=str(tmp_path)))
     with pytest.raises(ValueError, match="freeze.image_encoder=false"):
         train(cfg)
+
+
+def test_extract_features_reports_every_missing_input_at_once(tmp_path):
+    import json
+
+    from fastsam.cli.extract_features import main
+
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps({"teacher_checkpoint": str(tmp_path / "teacher.pth"), "teacher_model_type": "vit_b"}))
+    result = CliRunner().invoke(main, ["--config", str(cfg_path), "--image-dir", str(tmp_path / "nope"),
+                                       "--output-dir", str(tmp_path / "feats")])
+    assert result.exit_code == 1, result.output
+    assert "teacher_checkpoint: " in result.output and "teacher.pth" in result.output
+    assert "--image-dir: " in result.output and "nope" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "feats").exists()

@@ -73,7 +73,7 @@ def main(config_path: str, image_dir: str, output_dir: str, overrides: tuple[str
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         cfg = load_config(config_path, list(overrides))
-        check_paths(cfg, for_extraction=True)
+        check_paths(cfg, for_extraction=True, options={"--image-dir": image_dir})
         manifest = extract_features(cfg, image_dir, output_dir)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from err

@@ -349,17 +349,18 @@ def required_paths(cfg: TrainConfig, for_extraction: bool = False) -> dict[str, 
     return {k: getattr(cfg, k) for k in keys if getattr(cfg, k) is not None}
 
 
-def check_paths(cfg: TrainConfig, for_extraction: bool = False) -> None:
-    """Raise one FileNotFoundError listing every configured input path that does not exist."""
+def check_paths(cfg: TrainConfig, for_extraction: bool = False, options: dict[str, str] | None = None) -> None:
+    """Raise one FileNotFoundError listing every input path that does not exist: the configured ones, then
+    `options` (command-line inputs by option name, e.g. {"--image-dir": ...}), so one run reports them all."""
     if not for_extraction:
         if cfg.train_img_dir is None:
             raise ConfigError("config key 'train_img_dir' is required for training")
         if cfg.train_mask_dir is None and cfg.train_coco is None:
             raise ConfigError("config: training needs 'train_mask_dir' or 'train_coco' with 'train_img_dir'")
-    missing = [f"  {key}: {value}" for key, value in required_paths(cfg, for_extraction).items()
-               if not Path(value).exists()]
+    paths = {**required_paths(cfg, for_extraction), **(options or {})}
+    missing = [f"  {key}: {value}" for key, value in paths.items() if not Path(value).exists()]
     if missing:
-        raise FileNotFoundError("config paths that do not exist:\n" + "\n".join(missing))
+        raise FileNotFoundError("input paths that do not exist:\n" + "\n".join(missing))
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
