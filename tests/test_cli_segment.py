@@ -85,6 +85,10 @@ def test_demo_everything_with_random_weights_warns_and_writes_json(tmp_path):
         (["--box", "1,2,3"], "four numbers"),
         (["--everything", "--box", "1,2,3,4"], "cannot be combined"),
         (["--checkpoint", "missing.pth"], "checkpoint"),
+        (["--points", "40,30", "--points", "161,10"],
+         "point 161,10 is outside the 160x120 image: x must be in [0, 160] and y in [0, 120]"),
+        (["--points", "-2,10,0"], "point -2,10 is outside the 160x120 image"),
+        (["--box", "0,0,100,121"], "box 0,0,100,121 is outside the 160x120 image"),
     ],
 )
 def test_bad_arguments_give_one_line_errors(small_image, args, message):

@@ -116,6 +116,12 @@ def test_predict_output_shapes_and_dtypes(ready_predictor, small_image):
     assert ready_predictor.original_size == (48, 64) and ready_predictor.input_size == (768, 1024)
 
 
+def test_predict_accepts_prompts_on_the_image_border(ready_predictor):
+    masks, _, _ = ready_predictor.predict(point_coords=np.array([[0, 0], [64, 48]]), point_labels=np.array([1, 0]),
+                                          box=np.array([0, 0, 64, 48]), multimask_output=False)
+    assert masks.shape == (1, 48, 64)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -142,11 +148,18 @@ def test_predict_output_shapes_and_dtypes(ready_predictor, small_image):
         ({"box": np.array([0, 0, np.inf, 5])}, ValueError, "box must be finite"),
         ({"mask_input": np.zeros((256, 256))}, ValueError, r"mask_input must have shape \(1, 256, 256\).*got \(256, 256\)"),
         ({"mask_input": np.zeros((1, 64, 64))}, ValueError, r"mask_input must have shape \(1, 256, 256\)"),
+        ({"point_coords": np.array([[10, 20], [64.5, 3]]), "point_labels": np.array([1, 0])}, ValueError,
+         r"point_coords\[1\] = \(64.5, 3\) is outside the 64x48 image: x must be in \[0, 64\] and y in \[0, 48\]"),
+        ({"point_coords": np.array([[10, -1]]), "point_labels": np.array([1])}, ValueError,
+         r"point_coords\[0\] = \(10, -1\) is outside the 64x48 image"),
+        ({"box": np.array([5, 5, 40, 49])}, ValueError,
+         r"box \(5, 5, 40, 49\) is outside the 64x48 image: x must be in \[0, 64\] and y in \[0, 48\]"),
     ],
     ids=[
         "coords_1d", "coords_three_columns", "coords_not_numeric", "coords_nan", "coords_without_labels",
         "labels_without_coords", "labels_2d", "labels_count_mismatch", "labels_not_binary", "box_three_numbers",
-        "box_x1_lt_x0", "box_y1_lt_y0", "box_inf", "mask_input_2d", "mask_input_wrong_size",
+        "box_x1_lt_x0", "box_y1_lt_y0", "box_inf", "mask_input_2d", "mask_input_wrong_size", "point_right_of_image",
+        "point_above_image", "box_below_image",
     ],
 )
 def test_predict_rejects_bad_prompts(ready_predictor, kwargs, error, message):

@@ -18,6 +18,7 @@ from .utils.validation import (
     check_image_format,
     check_mask_input,
     check_point_prompt,
+    check_prompts_inside,
     check_torch_prompts,
 )
 
@@ -130,9 +131,9 @@ class SamPredictor:
         """Predict masks for prompts on the held image, in original-image pixel coordinates.
 
         Arguments:
-          point_coords (np.ndarray | None): (N, 2) points as (X, Y) pixels.
+          point_coords (np.ndarray | None): (N, 2) points as (X, Y) pixels, 0 <= X <= W and 0 <= Y <= H.
           point_labels (np.ndarray | None): (N,) labels, 1 = foreground, 0 = background.
-          box (np.ndarray | None): (4,) box (x0, y0, x1, y1) in pixels.
+          box (np.ndarray | None): (4,) box (x0, y0, x1, y1) in pixels, inside the image.
           mask_input (np.ndarray | None): (1, 256, 256) low-res logits, e.g. from a previous call.
           multimask_output (bool): return 3 masks (True) or the single-mask output (False).
           return_logits (bool): return mask logits instead of thresholded masks.
@@ -146,6 +147,7 @@ class SamPredictor:
             raise RuntimeError(_NOT_SET_MESSAGE.format(what="mask prediction"))
         coords, labels = check_point_prompt(point_coords, point_labels)
         box_array = check_box(box)
+        check_prompts_inside(coords, box_array, self.original_size)
         mask_array = check_mask_input(mask_input, self._mask_input_size)
 
         coords_torch = labels_torch = box_torch = mask_input_torch = None

@@ -38,6 +38,16 @@ def _mask_record(mask: np.ndarray, **fields) -> dict:
     return {"segmentation": coco_encode_rle(rle), "area": int(area_from_rle(rle)), "bbox": bbox, **fields}
 
 
+def _check_prompts_inside(points, box, width: int, height: int) -> None:
+    """Fail before the model loads when a prompt lies outside the image (SAM would answer it with a meaningless mask)."""
+    valid = f"outside the {width}x{height} image: x must be in [0, {width}] and y in [0, {height}] (pixels)"
+    for x, y, _ in points:
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise click.BadParameter(f"point {x:g},{y:g} is {valid}", param_hint="--points")
+    if box is not None and (box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height):
+        raise click.BadParameter(f"box {','.join(f'{c:g}' for c in box)} is {valid}", param_hint="--box")
+
+
 def _run_prompts(model, image, points, box, multimask):
     from ..predictor import SamPredictor
 
@@ -91,8 +101,9 @@ def _run_everything(model, image, points_per_side, pred_iou_thresh, stability_sc
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/segment"),
               show_default=True, help="Folder for overlay.png and masks.json (created if missing).")
 @click.option("--points", "points", type=PointType(), multiple=True,
-              help="Prompt point 'x,y' (foreground) or 'x,y,0' (background), in image pixels. Repeatable.")
-@click.option("--box", type=BoxType(), default=None, help="Box prompt 'x0,y0,x1,y1' in image pixels.")
+              help="Prompt point 'x,y' (foreground) or 'x,y,0' (background), in image pixels "
+                   "(0 <= x <= width, 0 <= y <= height). Repeatable.")
+@click.option("--box", type=BoxType(), default=None, help="Box prompt 'x0,y0,x1,y1' in image pixels, inside the image.")
 @click.option("--everything", is_flag=True, help="Segment everything with the automatic mask generator.")
 @click.option("--single-mask", is_flag=True, help="Prompt mode: return one mask instead of three candidates.")
 @click.option("--points-per-side", type=click.IntRange(1, 128), default=32, show_default=True,
@@ -140,6 +151,7 @@ def main(image, checkpoint, model_type, out_dir, points, box, everything, single
         except (FileNotFoundError, ValueError) as err:
             raise click.ClickException(str(err)) from err
     h, w = rgb.shape[:2]
+    _check_prompts_inside(points, box, w, h)
     if not everything and not points and box is None:
         points = ((w / 2.0, h / 2.0, 1),)
         click.echo(f"no prompt given: using the image centre ({w / 2:.0f},{h / 2:.0f}) as a foreground point")

@@ -83,6 +83,25 @@ def check_box(box: Any) -> np.ndarray | None:
     return array
 
 
+def check_prompts_inside(coords: np.ndarray | None, box: np.ndarray | None, image_size: tuple[int, int]) -> None:
+    """Points (N, 2) and an XYXY box (1, 4), already shape-checked, must lie in the (H, W) image.
+
+    The prompt encoder accepts any number, so a point past the border (swapped X/Y, coordinates meant for
+    another image size) would otherwise give a confident but meaningless mask.
+    """
+    h, w = image_size
+    where = f"the {w}x{h} image: x must be in [0, {w}] and y in [0, {h}] (XY order, original-image pixels)"
+    if coords is not None:
+        outside = np.flatnonzero((coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | (coords[:, 1] > h))
+        if outside.size:
+            x, y = coords[outside[0]].tolist()
+            raise ValueError(f"point_coords[{outside[0]}] = ({x:g}, {y:g}) is outside {where}")
+    if box is not None:
+        x0, y0, x1, y1 = box.reshape(4).tolist()
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise ValueError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside {where}")
+
+
 def check_mask_input(mask_input: Any, mask_size: tuple[int, int]) -> np.ndarray | None:
     """A (1, h, w) low-resolution mask logit map (h, w = the prompt encoder's mask input size)."""
     if mask_input is None:
