@@ -34,7 +34,7 @@ def run(root: Path, out: Path, img_size: int, epochs: int, cache: bool) -> list[
     })
     train(cfg)
     lines = (cfg.run_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if json.loads(line)["epoch"] >= 0]
+    return [json.loads(line) for line in lines if json.loads(line)["epoch"] >= 1]  # 0 = before training
 
 
 def time_parts(img_size: int, prompts: int, repeats: int = 3) -> tuple[float, float]:

@@ -76,18 +76,18 @@ def test_run_folder_checkpoint_layout_and_outputs(small_root, tmp_path, one_thre
     run = cfg.run_dir
     for name in ("config.json", "latest_model.pth", "best_model.pth", "training_log.txt", "metrics.jsonl", "curves.png"):
         assert (run / name).is_file(), name
-    assert list((run / "overlays").glob("best_epoch000_val0.png"))
+    assert (run / "overlays/best_epoch000_val0.png").is_file()  # the starting weights are the first best
     ckpt = torch.load(run / "latest_model.pth", map_location="cpu", weights_only=False)
     for key in ("model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng", "config", "metrics"):
         assert key in ckpt, key
-    assert ckpt["config"] == cfg.to_dict() and ckpt["epoch"] == 0 and ckpt["step"] == 2
+    assert ckpt["config"] == cfg.to_dict() and ckpt["epoch"] == 1 and ckpt["step"] == 2
     assert ckpt["metrics"]["val_miou"] == pytest.approx(record["val_miou"])
     # The "model" entry is an official-layout state dict: the stock loader takes the whole file.
     model = build_sam_vit_t(checkpoint=run / "latest_model.pth", image_size=64)
     assert torch.equal(model.mask_decoder.mask_tokens.weight, ckpt["model"]["mask_decoder.mask_tokens.weight"])
     log = (run / "training_log.txt").read_text()
     assert "RANDOM weights" in log and "epoch 1/1: loss" in log and "val mIoU" in log
-    assert [r["epoch"] for r in _metrics(run)] == [-1, 0]
+    assert [r["epoch"] for r in _metrics(run)] == [0, 1]
     # Mask coverage: the GT figure is the mean object area fraction of the validation masks on disk.
     import numpy as np
     from PIL import Image
@@ -104,7 +104,7 @@ def test_kill_and_resume_matches_unbroken_run(small_root, tmp_path, one_thread):
     unbroken = _cfg(small_root, tmp_path, run_name="unbroken", num_epochs=3, box_jitter=0.2)
     final = train(unbroken)
     broken = _cfg(small_root, tmp_path, run_name="broken", num_epochs=3, box_jitter=0.2)
-    train(broken, stop_after_epoch=0)  # the "kill": the process ends after epoch 0's checkpoint
+    train(broken, stop_after_epoch=1)  # the "kill": the process ends after epoch 1's checkpoint
     resumed = train(broken, resume=broken.run_dir / "latest_model.pth")
     assert resumed["step"] == final["step"] == 6
     assert resumed["val_miou"] == final["val_miou"] and resumed["train_loss"] == final["train_loss"]
@@ -112,7 +112,7 @@ def test_kill_and_resume_matches_unbroken_run(small_root, tmp_path, one_thread):
     b = torch.load(broken.run_dir / "latest_model.pth", map_location="cpu", weights_only=False)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
-    assert [r["epoch"] for r in _metrics(broken.run_dir)] == [-1, 0, 1, 2]
+    assert [r["epoch"] for r in _metrics(broken.run_dir)] == [0, 1, 2, 3]
 
 
 def test_cli_reports_config_errors(tmp_path):
@@ -165,7 +165,7 @@ def test_demo_run_raises_val_miou_well_above_its_start(tmp_path, one_thread):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "demo/decoder_only/metrics.jsonl").read_text().splitlines()]
     start, final = rows[0]["val_miou"], rows[-1]["val_miou"]
-    assert rows[0]["epoch"] == -1 and rows[-1]["epoch"] == 11
+    assert rows[0]["epoch"] == 0 and rows[-1]["epoch"] == 12
     assert final >= 2 * start and final >= start + 0.03, (start, final)
 
 
@@ -174,7 +174,7 @@ def test_unfreeze_epoch_adds_frozen_parts_to_optimizer(small_root, tmp_path, one
     from fastsam.train.trainer import train
 
     cfg = _cfg(small_root, tmp_path, num_epochs=2, unfreeze_epoch=1, batch_size=4, num_val_overlays=0)
-    train(cfg, stop_after_epoch=0)
+    train(cfg, stop_after_epoch=1)
     first = torch.load(cfg.run_dir / "latest_model.pth", map_location="cpu", weights_only=True)
     assert len(first["optimizer"]["param_groups"]) == 1
     train(cfg, resume=cfg.run_dir / "latest_model.pth")
@@ -217,8 +217,8 @@ def test_ctrl_c_mid_epoch_saves_and_resume_matches_unbroken_run(small_root, tmp_
         signal.signal(signal.SIGINT, outer)
     monkeypatch.setattr(trainer, "get_lr", real_get_lr)
     ckpt = torch.load(stopped.value.checkpoint, map_location="cpu", weights_only=True)
-    assert ckpt["step"] == 3 and ckpt["epoch"] == 0
-    assert ckpt["partial_epoch"]["epoch"] == 1 and ckpt["partial_epoch"]["batches_done"] == 1
+    assert ckpt["step"] == 3 and ckpt["epoch"] == 1  # one epoch finished, stopped inside epoch 2
+    assert ckpt["partial_epoch"]["epoch"] == 2 and ckpt["partial_epoch"]["batches_done"] == 1
 
     resumed = trainer.train(broken, resume=stopped.value.checkpoint)
     assert resumed["step"] == final["step"] == 6
@@ -228,7 +228,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_matches_unbroken_run(small_root, tmp_
     b = torch.load(broken.run_dir / "latest_model.pth", map_location="cpu", weights_only=False)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
-    assert [r["epoch"] for r in _metrics(broken.run_dir)] == [-1, 0, 1, 2]
+    assert [r["epoch"] for r in _metrics(broken.run_dir)] == [0, 1, 2, 3]
 
 
 def test_checkpoint_every_steps_writes_latest_inside_the_epoch(small_root, tmp_path, one_thread, monkeypatch):
@@ -245,17 +245,21 @@ def test_checkpoint_every_steps_writes_latest_inside_the_epoch(small_root, tmp_p
         _cfg(small_root, tmp_path, checkpoint_every_steps=0)
 
 
-def test_collapse_warnings_name_empty_and_full_masks(caplog):
+def test_collapse_warnings_name_empty_and_full_masks_once_per_change(caplog):
     from fastsam.train.trainer import warn_if_collapsed
 
+    empty = {"objects": 10, "pred_area": 0.0001, "gt_area": 0.05}
+    full = {"objects": 10, "pred_area": 0.97, "gt_area": 0.05}
+    healthy = {"objects": 10, "pred_area": 0.06, "gt_area": 0.05}
+    state = None
     with caplog.at_level("WARNING", logger="fastsam.train"):
-        warn_if_collapsed({"objects": 10, "pred_area": 0.0001, "gt_area": 0.05})
-        warn_if_collapsed({"objects": 10, "pred_area": 0.97, "gt_area": 0.05})
-        warn_if_collapsed({"objects": 10, "pred_area": 0.06, "gt_area": 0.05})  # healthy: no warning
+        for val in (empty, empty, empty, full, healthy, healthy, empty, empty):
+            state = warn_if_collapsed(val, state)
     messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 2
+    assert len(messages) == 3, messages  # empty (once for three epochs), full, empty again after recovering
     assert "empty" in messages[0] and "0.010%" in messages[0] and "5.0%" in messages[0]
     assert "whole frame" in messages[1] and "97.0%" in messages[1]
+    assert "empty" in messages[2]
 
 
 def test_graceful_stop_keeps_ignored_signals_ignored():
@@ -271,3 +275,71 @@ def test_graceful_stop_keeps_ignored_signals_ignored():
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, outer)
+
+
+def test_fresh_run_refuses_a_folder_holding_a_checkpoint(small_root, tmp_path):
+    from fastsam.cli.train import main
+    from fastsam.train.run_outputs import RunFolderInUse
+    from fastsam.train.trainer import train
+
+    cfg = _cfg(small_root, tmp_path)
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "latest_model.pth").write_bytes(b"an earlier run")
+    with pytest.raises(RunFolderInUse, match="--resume .*latest_model.pth.*run_name.*overwrite=true"):
+        train(cfg)
+    assert (cfg.run_dir / "latest_model.pth").read_bytes() == b"an earlier run"
+    assert sorted(p.name for p in cfg.run_dir.iterdir()) == ["latest_model.pth"]  # nothing written
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    result = CliRunner().invoke(main, ["--config", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"run folder {cfg.run_dir} already holds an earlier run (latest_model.pth)" in result.output
+
+
+@pytest.mark.parametrize("args", [["--resume", "nope.pth"], ["--config", "c.json"]])
+def test_demo_takes_no_resume_or_config(args, tmp_path):
+    from fastsam.cli.train import main
+
+    result = CliRunner().invoke(main, ["--demo", "--output-dir", str(tmp_path), *args])
+    assert result.exit_code == 2 and "--demo always starts a fresh demo run" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_second_demo_into_the_same_folder_is_refused(small_root, tmp_path, monkeypatch):
+    import fastsam.train.demo as demo
+    from fastsam.cli.train import main
+    from fastsam.train.trainer import train
+
+    # The demo trains through train(), which refuses before writing; stand in a tiny run for the demo's.
+    cfg = _cfg(small_root, tmp_path, project_name="demo")
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "best_model.pth").write_bytes(b"an earlier demo")
+    monkeypatch.setattr(demo, "run_demo", lambda output_dir, overrides: train(cfg))
+    result = CliRunner().invoke(main, ["--demo", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert f"{cfg.run_dir} already holds an earlier demo run (best_model.pth)" in result.output
+    assert "--output-dir" in result.output and "--set overwrite=true" in result.output
+    assert (cfg.run_dir / "best_model.pth").read_bytes() == b"an earlier demo"
+
+
+@pytest.mark.slow
+def test_overwrite_replaces_the_earlier_run_and_start_weights_are_the_first_best(small_root, tmp_path, one_thread):
+    from fastsam.train.trainer import train
+
+    # lr 1e-12: epoch 1 cannot beat the starting weights, so they must stay the best model.
+    cfg = _cfg(small_root, tmp_path, num_epochs=1, learning_rate=1e-12, overwrite=True)
+    stale = {"latest_model.pth": b"old", "best_model.pth": b"old", "metrics.jsonl": b'{"epoch": 7}\n',
+             "overlays/best_epoch007_val0.png": b"old"}
+    for name, data in stale.items():
+        (cfg.run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (cfg.run_dir / name).write_bytes(data)
+    record = train(cfg)
+    rows = _metrics(cfg.run_dir)
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert record["best_miou"] == rows[0]["val_miou"] == rows[0]["best_miou"]
+    best = torch.load(cfg.run_dir / "best_model.pth", map_location="cpu", weights_only=True)
+    latest = torch.load(cfg.run_dir / "latest_model.pth", map_location="cpu", weights_only=True)
+    assert best["epoch"] == 0 and best["step"] == 0 and latest["epoch"] == 1
+    assert sorted(p.name for p in (cfg.run_dir / "overlays").iterdir()) == ["best_epoch000_val0.png"]
+    log = (cfg.run_dir / "training_log.txt").read_text()
+    assert "before training: val mIoU" in log and "epoch 1/1: loss" in log and "(new best)" not in log

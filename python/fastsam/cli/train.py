@@ -18,29 +18,43 @@ import click
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="JSON training config (see models/configs/). Required unless --demo.")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Continue from a run's latest_model.pth (or best_model.pth).")
+              help="Continue from a run's latest_model.pth (or best_model.pth). Not with --demo.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key; dotted keys reach nested objects, values are JSON "
                    "(e.g. --set freeze.image_encoder=true).")
 @click.option("--demo", is_flag=True, help="Generate a synthetic dataset, finetune the mask decoder on it with "
-              "cached embeddings, validate, and segment a validation image with the result.")
+              "cached embeddings, validate, and segment a validation image with the result. Refuses an "
+              "--output-dir that holds an earlier demo run (pass another, or --set overwrite=true).")
 @click.option("--output-dir", default="runs", show_default=True, help="Where --demo writes its data and run folder.")
 def main(config_path: str | None, resume: str | None, overrides: tuple[str, ...], demo: bool, output_dir: str) -> None:
-    """Train a Segment Anything student as described by --config (or run --demo)."""
+    """Train a Segment Anything student as described by --config (or run --demo).
+
+    A run never silently replaces an earlier one: when its run folder (output_dir/project_name/run_name)
+    already holds a checkpoint, sam-train stops and asks for --resume PATH, another run_name, or
+    --set overwrite=true (which deletes that run's checkpoints, metrics, curves, log and overlays).
+    """
     from ..train.config import ConfigError, load_config
     from ..train.graceful_stop import TrainingStopped
+    from ..train.run_outputs import RunFolderInUse
     from ..train.trainer import train
 
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s")
-    if demo == (config_path is not None):
+    if demo and (config_path is not None or resume is not None):
+        raise click.UsageError("--demo always starts a fresh demo run and takes no --config or --resume; to continue "
+                               "a demo run: sam-train --config RUN_FOLDER/config.json --resume RUN_FOLDER/latest_model.pth")
+    if not demo and config_path is None:
         raise click.UsageError("give either --config PATH or --demo")
     try:
         if demo:
             from ..train.demo import run_demo
 
             t0 = time.perf_counter()
-            record = run_demo(output_dir, list(overrides))
+            try:
+                record = run_demo(output_dir, list(overrides))
+            except RunFolderInUse as err:
+                raise click.ClickException(f"{err.run_dir} already holds an earlier demo run ({err.checkpoint.name}): "
+                                           "pass another --output-dir, or --set overwrite=true to replace it") from err
             click.echo(f"demo done in {time.perf_counter() - t0:.0f} s: val mIoU {record['val_miou']:.4f} (best {record['best_miou']:.4f}); "
                        f"segmented validation image: {record['segmented_image']}")
             return

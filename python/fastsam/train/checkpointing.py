@@ -1,5 +1,9 @@
 """Training checkpoints: one dict (model, optimizer, scheduler, scaler, epoch, step, RNG, config, metrics),
-written atomically so a kill never leaves a half-written file."""
+written atomically so a kill never leaves a half-written file.
+
+"epoch" is the number of finished epochs, which is also the log's (1-based) number of the last one; 0 = the
+starting weights. A mid-epoch checkpoint adds "partial_epoch" with the 1-based number of the epoch it stopped in.
+"""
 from __future__ import annotations
 
 import os

@@ -61,7 +61,8 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One entry of stage_schedule: active for start_epoch <= epoch < end_epoch."""
+    """One entry of stage_schedule: active after start_epoch finished epochs until end_epoch have finished,
+    i.e. for epochs start_epoch + 1 ... end_epoch as the log counts them (from 1)."""
 
     start_epoch: int
     end_epoch: int
@@ -76,6 +77,8 @@ class TrainConfig:
     project_name: str = "fastsam"
     run_name: str = "run"
     output_dir: str = "runs"
+    # a run folder that already holds a checkpoint is refused unless --resume continues it or this replaces it
+    overwrite: bool = False
     # student weights (official or fastsam checkpoint); None = random init (a loud warning is printed)
     checkpoint: Optional[str] = None
     model_type: str = "vit_t"
@@ -106,7 +109,7 @@ class TrainConfig:
     augment: bool = False  # random horizontal flip (disables the embedding cache)
     # model
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
-    unfreeze_epoch: Optional[int] = None  # at this epoch every frozen part becomes trainable
+    unfreeze_epoch: Optional[int] = None  # after this many epochs every frozen part becomes trainable (1: from epoch 2)
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
     img_size: int = 1024  # model input side; other multiples of 16 build the encoder at that size (tests, smoke runs)

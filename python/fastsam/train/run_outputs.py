@@ -11,6 +11,28 @@ from ..image_io import write_png
 from ..visualize import overlay_masks
 
 
+# What one run leaves in its folder; a fresh run removes an earlier run's copies so none outlive their run.
+CHECKPOINTS = ("latest_model.pth", "best_model.pth")
+RUN_FILES = CHECKPOINTS + ("metrics.jsonl", "curves.png", "training_log.txt")
+
+
+class RunFolderInUse(ValueError):
+    """A fresh run was pointed at a folder holding an earlier run's checkpoint."""
+
+    def __init__(self, run_dir: Path, checkpoint: Path):
+        self.run_dir, self.checkpoint = run_dir, checkpoint
+        super().__init__(f"run folder {run_dir} already holds an earlier run ({checkpoint.name}): pass --resume "
+                         f"{run_dir / 'latest_model.pth'} to continue it, choose another run_name "
+                         "(--set run_name=NAME), or --set overwrite=true to replace it")
+
+
+def check_run_folder_free(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to start a run over an earlier one's checkpoints unless `overwrite` says to replace them."""
+    held = [Path(run_dir) / name for name in CHECKPOINTS if (Path(run_dir) / name).is_file()]
+    if held and not overwrite:
+        raise RunFolderInUse(Path(run_dir), held[0])
+
+
 class RunOutputs:
     """Appends to the run folder's metrics file, redraws the curves, writes overlays."""
 
@@ -18,6 +40,14 @@ class RunOutputs:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    def clear_previous_run(self) -> None:
+        """Remove an earlier run's checkpoints, metrics, curves, log and overlays (a fresh run's figures must
+        not be appended to, or shown next to, those of a run it replaces)."""
+        for name in RUN_FILES:
+            (self.run_dir / name).unlink(missing_ok=True)
+        for overlay in (self.run_dir / "overlays").glob("best_epoch*_val*.png"):
+            overlay.unlink()
 
     def attach_log_file(self) -> logging.Handler:
         """Send the fastsam loggers (epoch lines, bad-sample and random-init warnings) to training_log.txt."""
@@ -59,7 +89,7 @@ class RunOutputs:
         ax_loss.legend()
         ax_iou.plot([r["epoch"] for r in records], [r["val_miou"] for r in records], marker="o", label="val mIoU")
         ax_iou.plot([r["epoch"] for r in records], [r["val_dice"] for r in records], marker="s", label="val Dice")
-        ax_iou.set_xlabel("epoch (-1 = before training)")
+        ax_iou.set_xlabel("epoch (0 = before training)")
         ax_iou.set_ylim(0, 1)
         ax_iou.set_title("validation")
         ax_iou.legend()

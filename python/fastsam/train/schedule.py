@@ -34,7 +34,8 @@ class ActiveStage:
 
 
 def stage_for_epoch(cfg: TrainConfig, epoch: int) -> ActiveStage:
-    """The stage whose [start_epoch, end_epoch) holds `epoch`; outside every stage, the run's defaults."""
+    """The stage whose [start_epoch, end_epoch) holds the 0-based epoch index `epoch`; outside every stage, the
+    run's defaults."""
     for i, stage in enumerate(cfg.stage_schedule):
         if stage.start_epoch <= epoch < stage.end_epoch:
             base = cfg.loss_weights
@@ -46,7 +47,7 @@ def stage_for_epoch(cfg: TrainConfig, epoch: int) -> ActiveStage:
                 bce=base.bce if over.bce is None else over.bce,
             )
             return ActiveStage(
-                name=f"stage {i} (epochs {stage.start_epoch}-{stage.end_epoch - 1}, "
+                name=f"stage {i} (epochs {stage.start_epoch + 1}-{stage.end_epoch}, "
                      f"{'distillation' if stage.distillation else 'finetune'})",
                 distillation=stage.distillation,
                 lambda_coef=cfg.lambda_coef if stage.lambda_coef is None else stage.lambda_coef,

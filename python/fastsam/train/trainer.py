@@ -34,7 +34,7 @@ from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_para
 from .graceful_stop import GracefulStop, TrainingStopped
 from .losses import distillation_loss, mask_losses
 from .model_setup import build_student
-from .run_outputs import RunOutputs
+from .run_outputs import RunOutputs, check_run_folder_free
 from .schedule import ActiveStage, get_lr, stage_for_epoch
 
 logger = logging.getLogger("fastsam.train")
@@ -256,15 +256,28 @@ def val_record(val: dict) -> dict:
     return {f"val_{key}": value for key, value in val.items()}
 
 
-def warn_if_collapsed(val: dict) -> None:
-    """Name the two ways a mask decoder commonly fails: predicting nothing, or everything."""
+def collapse_kind(val: dict) -> str | None:
+    """"empty" or "full" when the validation masks show one of the two common failures of a mask decoder."""
     if val["objects"] and val["pred_area"] < 0.05 * val["gt_area"]:
+        return "empty"
+    if val["objects"] and val["pred_area"] > 0.9:
+        return "full"
+    return None
+
+
+def warn_if_collapsed(val: dict, previous: str | None = None) -> str | None:
+    """Name a collapse when it starts (not again while it lasts); returns the state to pass next time."""
+    kind = collapse_kind(val)
+    if kind == previous:
+        return kind
+    if kind == "empty":
         logger.warning("validation masks are (nearly) empty: they cover %.3f%% of the image, the objects %.1f%%; "
                        "a focal-heavy loss on a decoder that does not localise yet does this (try more dice, "
                        "a lower learning_rate, or more steps)", 100 * val["pred_area"], 100 * val["gt_area"])
-    elif val["objects"] and val["pred_area"] > 0.9:
+    elif kind == "full":
         logger.warning("validation masks cover %.1f%% of the image (objects %.1f%%): the decoder predicts the "
                        "whole frame", 100 * val["pred_area"], 100 * val["gt_area"])
+    return kind
 
 
 def _loaders(cfg: TrainConfig, info: DistInfo, train_ds: SamDataset, val_ds: SamDataset):
@@ -333,12 +346,16 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
     Arguments:
       cfg: the resolved configuration.
       resume: a latest_model.pth/best_model.pth to continue from (model, optimizer, step, RNG, ...).
-      stop_after_epoch: end right after this epoch's checkpoint (tests use it to simulate a kill).
+      stop_after_epoch: end right after the checkpoint of this epoch, counted from 1 (tests simulate a kill).
       stop_after_step: behave as if Ctrl-C came during this global step (tests).
     Raises:
+      RunFolderInUse: without `resume`, when the run folder holds an earlier run's checkpoint and
+        cfg.overwrite is false (nothing is written).
       TrainingStopped: after SIGINT/SIGTERM (single process): latest_model.pth holds the last finished
         step and --resume continues from it, mid-epoch.
     """
+    if resume is None:
+        check_run_folder_free(cfg.run_dir, cfg.overwrite)  # before any rank writes
     info = setup_distributed()
     device = pick_device(cfg, info)
     check_paths(cfg)
@@ -348,6 +365,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
         if cfg.augment:
             raise ConfigError("distillation compares with features of the unflipped images: set augment=false")
     outputs = RunOutputs(cfg.run_dir) if info.is_main else None
+    if outputs and resume is None:
+        outputs.clear_previous_run()
     handler = outputs.attach_log_file() if outputs else None
     try:
         with GracefulStop(enabled=info.world_size == 1) as stop:
@@ -405,7 +424,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         sam.load_state_dict(ckpt["model"])
         if projection is not None:
             projection.load_state_dict(ckpt["distill_projection"])
-        start_epoch = ckpt["epoch"] + 1
+        start_epoch = ckpt["epoch"]  # epochs finished = 0-based index of the next one
         partial = ckpt.get("partial_epoch")
         # A checkpoint from inside the unfreeze epoch already has the unfrozen parameter group.
         unfrozen_in = start_epoch if partial is None else start_epoch + 1
@@ -431,17 +450,6 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                 "off" if cache is None else f"on ({cache.directory or 'in memory'})")
     loss_module = _wrap(SegmentationLoss(sam, cfg, projection, distiller), info, device)
 
-    if resume is None:
-        load_images_only_on_misses(cache, val_ds)
-        start, _ = evaluate(sam, val_loader, cache, cfg, device, info)
-        record = {"epoch": -1, "step": 0, "train_loss": None, **val_record(start)}
-        history.append(record)
-        if outputs:
-            outputs.metrics(record)
-        logger.info("before training: val mIoU %.4f, Dice %.4f over %d objects (masks cover %.1f%% of the image, "
-                    "objects %.1f%%)", start["miou"], start["dice"], start["objects"], 100 * start["pred_area"],
-                    100 * start["gt_area"])
-
     def checkpoint(epoch_done: int, metrics: dict, partial_epoch: dict | None = None) -> dict:
         ckpt = {"model": sam.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": {"step": step, "total_steps": total_steps, "kind": "polynomial"},
@@ -453,12 +461,29 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             ckpt["partial_epoch"] = partial_epoch
         return ckpt
 
+    if resume is None:
+        # The starting weights are the first best: an epoch must beat them, and best_model.pth always exists.
+        load_images_only_on_misses(cache, val_ds)
+        start, previews = evaluate(sam, val_loader, cache, cfg, device, info,
+                                   num_previews=cfg.num_val_overlays if info.is_main else 0)
+        best_miou = start["miou"]
+        record = {"epoch": 0, "step": 0, "train_loss": None, **val_record(start), "best_miou": best_miou}
+        history.append(record)
+        if outputs:
+            outputs.metrics(record)
+            save_atomic(checkpoint(0, record), outputs.run_dir / "best_model.pth")
+            outputs.overlays(previews, 0)
+        logger.info("before training: val mIoU %.4f, Dice %.4f over %d objects (masks cover %.1f%% of the image, "
+                    "objects %.1f%%)", start["miou"], start["dice"], start["objects"], 100 * start["pred_area"],
+                    100 * start["gt_area"])
+
+    collapse = None
     for epoch in range(start_epoch, cfg.num_epochs):
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
             frozen, cache = [], None
             loss_module = _wrap(SegmentationLoss(sam, cfg, projection, distiller), info, device)
-            logger.info("epoch %d: unfroze every part; embedding cache off", epoch)
+            logger.info("epoch %d: unfroze every part; embedding cache off", epoch + 1)
         stage = stage_for_epoch(cfg, epoch)
         w = stage.loss_weights
         logger.info("epoch %d/%d: %s, loss weights focal %g dice %g bce %g iou %g", epoch + 1, cfg.num_epochs,
@@ -469,7 +494,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         train_ds.set_epoch(epoch)
         sums = dict.fromkeys(("loss",) + LOGGED_TERMS, 0.0)
         done, loader, time_before = 0, train_loader, 0.0
-        if partial is not None and partial["epoch"] == epoch:
+        if partial is not None and partial["epoch"] == epoch + 1:
             # Continue a stopped epoch: same shuffled order, minus the batches already trained.
             done, time_before = partial["batches_done"], partial["train_time"]
             if len(partial["sums_per_rank"]) != info.world_size:
@@ -508,11 +533,11 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                 stop.requested = True
             every = cfg.checkpoint_every_steps
             if stop.requested or (every is not None and step % every == 0 and i + 1 < steps_per_epoch):
-                partial_epoch = {"epoch": epoch, "batches_done": i + 1, "train_time": time_before + time.perf_counter() - t0,
+                partial_epoch = {"epoch": epoch + 1, "batches_done": i + 1, "train_time": time_before + time.perf_counter() - t0,
                                  "sums_per_rank": _gather(sums, info)}
                 path = None
                 if outputs:
-                    path = save_atomic(checkpoint(epoch - 1, record, partial_epoch), outputs.run_dir / "latest_model.pth")
+                    path = save_atomic(checkpoint(epoch, record, partial_epoch), outputs.run_dir / "latest_model.pth")
                 if stop.requested:
                     bar.close()
                     logger.warning("stop requested: saved step %d (epoch %d, batch %d) to %s", step, epoch + 1, i + 1, path)
@@ -530,21 +555,21 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         val, previews = evaluate(sam, val_loader, cache, cfg, device, info,
                                  num_previews=cfg.num_val_overlays if info.is_main else 0)
         if info.is_main:
-            warn_if_collapsed(val)
+            collapse = warn_if_collapsed(val, collapse)
         is_best = val["miou"] > best_miou
         best_miou = max(best_miou, val["miou"])
-        record = {"epoch": epoch, "step": step, "stage": stage.name, "lr": get_lr(max(0, step - 1), total_steps,
+        record = {"epoch": epoch + 1, "step": step, "stage": stage.name, "lr": get_lr(max(0, step - 1), total_steps,
                   cfg.learning_rate, cfg.scheduler.end_lr, cfg.scheduler.power, cfg.scheduler.warmup_steps),
                   "train_loss": means["loss"], "train_focal": means["focal"], "train_dice": means["dice"], "train_bce": means["bce"],
                   "train_iou_mse": means["iou"], "train_distill": means["distill"], **val_record(val),
                   "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
         history.append(record)
         if outputs:
-            ckpt = checkpoint(epoch, record)
+            ckpt = checkpoint(epoch + 1, record)
             save_atomic(ckpt, outputs.run_dir / "latest_model.pth")
             if is_best:
                 save_atomic(ckpt, outputs.run_dir / "best_model.pth")
-                outputs.overlays(previews, epoch)
+                outputs.overlays(previews, epoch + 1)
             outputs.metrics(record)
             outputs.plot_curves()
             logger.info("epoch %d/%d: loss %.4f (focal %.4f dice %.4f bce %.4f iou-mse %.4f distill %.4f) lr %.2e | "
@@ -554,6 +579,6 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                         100 * val["pred_area"], 100 * val["gt_area"], record["steps_per_s"])
         if info.world_size > 1:
             dist.barrier()
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
     return record
