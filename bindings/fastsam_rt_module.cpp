@@ -185,7 +185,9 @@ PYBIND11_MODULE(_core, m) {
              std::vector<float> mi;
              if (!mask_input.is_none()) {
                const int s = self.model_info().low_res_size;
-               auto ma = as_float(mask_input, "mask_input", {1, s, s}, "(1, 256, 256)");
+               // The low-res size is image_size / 4: 256 only for 1024-pixel models.
+               const std::string expected = "(1, " + std::to_string(s) + ", " + std::to_string(s) + ")";
+               auto ma = as_float(mask_input, "mask_input", {1, s, s}, expected.c_str());
                mi.assign(ma.data(), ma.data() + ma.size());
              }
              std::vector<Prediction> out;
