@@ -1,8 +1,10 @@
 """Shared test fixtures.
 
 The golden material lives in ../shared (outside the repository). Every fixture that
-needs it skips cleanly when it is absent. Expensive things (the fixture model, image
-embeddings) are session-scoped so the suite runs the encoder once per image.
+needs it skips cleanly when it is absent; tests that do not compare with the official
+outputs use the standalone model instead (tests/standalone_model.py), which the test run
+exports itself. Expensive things (exports, the fixture model, image embeddings) are
+session-scoped so the suite runs each export and the encoder once per image.
 """
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import standalone_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("FASTSAM_SHARED_DIR", REPO_ROOT.parent / "shared"))
 OFFICIAL_DIR = SHARED_DIR / "fixtures" / "official_vit_t"
 COCO128_DIR = SHARED_DIR / "data" / "coco128seg"
+# Exports written by .ci/test before pytest runs, reused instead of exporting again.
+STANDALONE_ENV = "FASTSAM_RT_STANDALONE_DIR"
+FIXTURE_EXPORT_ENV = "FASTSAM_RT_FIXTURE_MODEL_DIR"
 
 # Index order used by predictor.npz keys (img0, img1, img2); see MANIFEST.md.
 FIXTURE_IMAGES = ("truck.jpg", "groceries.jpg", "picture1.jpg")
@@ -100,3 +106,37 @@ def fixture_predictors(fixture_model, fixture_images):
         predictor.set_image(image)
         predictors.append(predictor)
     return predictors
+
+
+@pytest.fixture(scope="session")
+def standalone_dir(tmp_path_factory) -> Path:
+    """The standalone model's export: $FASTSAM_RT_STANDALONE_DIR when set (.ci/test wrote it), else exported here."""
+    if os.environ.get(STANDALONE_ENV):
+        path = Path(os.environ[STANDALONE_ENV])
+        if not standalone_model.is_exported(path):
+            pytest.fail(f"${STANDALONE_ENV}={path} holds no finished export; "
+                        f"run `python tests/standalone_model.py {path}` or unset it")
+        return path
+    return standalone_model.export(tmp_path_factory.mktemp("standalone_model"), log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def standalone_sam(standalone_dir: Path):
+    """The PyTorch model with exactly the weights of ``standalone_dir``, in eval mode."""
+    return standalone_model.load_model(standalone_dir)
+
+
+@pytest.fixture(scope="session")
+def fixture_export_dir(tmp_path_factory, fixture_checkpoint: Path) -> Path:
+    """The golden fixture exported by ``sam-export`` (or $FASTSAM_RT_FIXTURE_MODEL_DIR, exported by .ci/test)."""
+    if os.environ.get(FIXTURE_EXPORT_ENV):
+        return Path(os.environ[FIXTURE_EXPORT_ENV])
+    from click.testing import CliRunner
+
+    from fastsam.cli.export import main as export_main
+
+    out = tmp_path_factory.mktemp("fixture_export")
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(fixture_checkpoint), "--output-dir", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
