@@ -165,11 +165,17 @@ def main(image, checkpoint, model_type, out_dir, points, box, everything, single
     elapsed = time.perf_counter() - start
 
     shown = masks if everything else masks[:1]
+    if everything:
+        title, labels = f"{Path(image).name}: {len(records)} masks (segment everything)", None
+    else:
+        title = f"{Path(image).name}: best of {len(records)} mask(s) for the prompt"
+        labels = [f"predicted IoU {records[0]['predicted_iou']:.3f}"]
     overlay = overlay_masks(
         rgb, shown,
         boxes=[box] if box is not None else [],
         points=[p[:2] for p in points],
         point_labels=[p[2] for p in points],
+        title=title, labels=labels,
     )
     overlay_path = write_png(out_dir / "overlay.png", overlay)
     result = {

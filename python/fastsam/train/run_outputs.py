@@ -102,18 +102,26 @@ class RunOutputs:
         return path
 
     def overlays(self, previews: list[dict], epoch: int) -> list[Path]:
-        """Write ground truth (left) next to prediction with its box prompt (right) per preview image.
+        """Write ground truth (left) next to prediction with its box prompt (right) per preview image, titled, with
+        one legend line per object (its IoU on the right) in the same colour on both sides.
 
         Arguments:
           previews: dicts with image (H, W, 3) uint8, gt (N, H, W) bool, pred (N, H, W) bool, boxes (N, 4) or None
             in original-image pixels.
+          epoch: epochs trained (0 = the starting weights); names the files best_epoch{epoch:03d}_val{i}.png.
         """
         folder = self.run_dir / "overlays"
+        when = "before training" if epoch == 0 else f"after epoch {epoch}"
         paths = []
         for i, p in enumerate(previews):
             boxes = [] if p["boxes"] is None else p["boxes"].tolist()
-            left = overlay_masks(p["image"], list(p["gt"]), boxes=boxes)
-            right = overlay_masks(p["image"], list(p["pred"]), boxes=boxes)
-            gap = np.full((p["image"].shape[0], 8, 3), 255, dtype=np.uint8)
+            inter = (p["gt"] & p["pred"]).reshape(len(p["gt"]), -1).sum(1)
+            union = (p["gt"] | p["pred"]).reshape(len(p["gt"]), -1).sum(1)
+            ious = inter / np.maximum(union, 1)
+            left = overlay_masks(p["image"], list(p["gt"]), boxes=boxes, title="ground truth",
+                                 labels=[f"object {k + 1}" for k in range(len(ious))])
+            right = overlay_masks(p["image"], list(p["pred"]), boxes=boxes, title=f"prediction {when}",
+                                  labels=[f"object {k + 1}: IoU {iou:.2f}" for k, iou in enumerate(ious)])
+            gap = np.full((left.shape[0], 8, 3), 255, dtype=np.uint8)
             paths.append(write_png(folder / f"best_epoch{epoch:03d}_val{i}.png", np.concatenate([left, gap, right], 1)))
         return paths
