@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -49,6 +50,22 @@ std::string model_key(const std::string& base, const std::string& precision) {
 }
 
 // Argument checks shared by decode_batch and decode_batch_selected; `caller` names the method in the message.
+// A prompt outside the image (swapped X/Y, coordinates of another image size) would give a confident but
+// meaningless mask, so it is rejected with the image size and the valid range (original-image pixels).
+void check_inside(const std::string& what, const std::vector<float>& xy, int height, int width) {
+  bool inside = true;
+  for (size_t i = 0; i + 1 < xy.size(); i += 2) {
+    inside = inside && xy[i] >= 0.0f && xy[i] <= width && xy[i + 1] >= 0.0f && xy[i + 1] <= height;  // NaN fails
+  }
+  if (inside) return;
+  std::ostringstream msg;
+  msg << what << " (";
+  for (size_t i = 0; i < xy.size(); ++i) msg << (i ? ", " : "") << xy[i];
+  msg << ") is outside the " << width << "x" << height << " image: x must be in [0, " << width << "] and y in [0, "
+      << height << "] (XY order, original-image pixels)";
+  throw std::invalid_argument(msg.str());
+}
+
 void check_batch_prompts(const char* caller, const std::vector<float>& point_coords,
                          const std::vector<float>& point_labels, int batch, int num_points) {
   if (batch <= 0 || num_points <= 0) {
@@ -377,6 +394,11 @@ Prediction Predictor::predict(const std::vector<std::array<float, 2>>& point_coo
   if (box) {
     const auto& b = *box;
     if (!(b[2] >= b[0] && b[3] >= b[1])) throw std::invalid_argument("predict: box must be XYXY with x1 >= x0 and y1 >= y0");
+    check_inside("predict: box", {b[0], b[1], b[2], b[3]}, m.orig_h, m.orig_w);
+  }
+  for (size_t i = 0; i < point_coords.size(); ++i) {
+    check_inside("predict: point_coords[" + std::to_string(i) + "]", {point_coords[i][0], point_coords[i][1]},
+                 m.orig_h, m.orig_w);
   }
   // SAM's prompt encoder: points, then a padding point (label -1) when there is no box, then box corners (2, 3).
   std::vector<float> coords, labels;
@@ -407,10 +429,12 @@ std::vector<Prediction> Predictor::predict_boxes(const std::vector<std::array<fl
   m.require_image();
   if (boxes.empty()) throw std::invalid_argument("predict_boxes: boxes must not be empty");
   std::vector<float> coords, labels;
-  for (const auto& b : boxes) {
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    const auto& b = boxes[i];
     if (!(b[2] >= b[0] && b[3] >= b[1])) {
       throw std::invalid_argument("predict_boxes: every box must be XYXY with x1 >= x0 and y1 >= y0");
     }
+    check_inside("predict_boxes: boxes[" + std::to_string(i) + "]", {b[0], b[1], b[2], b[3]}, m.orig_h, m.orig_w);
     const auto t = apply_box({b[0], b[1], b[2], b[3]}, m.orig_h, m.orig_w, m.info.image_size);
     coords.insert(coords.end(), {static_cast<float>(t[0]), static_cast<float>(t[1]), static_cast<float>(t[2]),
                                  static_cast<float>(t[3])});
