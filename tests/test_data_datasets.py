@@ -204,6 +204,19 @@ def test_synthetic_set_layout_and_masks(tmp_path):
     assert np.array_equal(first, np.asarray(Image.open(again / "train/images/train_0000.png")))
 
 
+def test_patterned_style_paints_objects_in_two_colours_and_unknown_styles_fail(tmp_path):
+    from fastsam.data.synthetic import make_scene
+
+    for style, colours in (("flat", 1), ("patterned", 2)):
+        image, masks = make_scene(np.random.default_rng(3), 128, 128, 1, (0.3, 0.3), style)
+        pixels = image[masks[0]].astype(np.float32)
+        # Two-colour stripes/checks: pixels split into two clusters far apart; flat ones stay within noise.
+        spread = np.linalg.norm(pixels - pixels.mean(0), axis=1)
+        assert (np.median(spread) > 30) == (colours == 2), (style, np.median(spread))
+    with pytest.raises(ValueError, match="style must be one of"):
+        generate_synthetic_dataset(tmp_path / "x", num_train=1, num_val=1, size=64, style="striped")
+
+
 def test_real_coco128_layouts_agree(coco128_dir):
     pairs, _ = load_records(str(coco128_dir / "pairs/val/images"), str(coco128_dir / "pairs/val/masks"), None, "error", "val")
     every, _ = load_records(str(coco128_dir / "everything/val/image"), str(coco128_dir / "everything/val/mask"),

@@ -1,5 +1,8 @@
 """A small synthetic instance-segmentation set: textured backgrounds and overlapping coloured shapes.
 
+Two styles: "flat" objects (one colour with noise) and "patterned" ones (two-colour stripes or checks, a
+different domain: the demo finetunes a model trained on flat shapes to it).
+
 Written in the folder layout the trainer reads: ``<split>/images/<stem>.png`` and
 ``<split>/masks/<stem>_<k>.png`` (8-bit, 255 = object). Later shapes occlude earlier ones, and each
 mask holds only the visible part, so overlaps give genuinely non-convex objects.
@@ -46,9 +49,26 @@ def _shape_mask(rng: np.random.Generator, height: int, width: int, radius: tuple
     return np.asarray(canvas) > 0
 
 
+STYLES = ("flat", "patterned")
+
+
+def _pattern_texture(rng: np.random.Generator, height: int, width: int, color: np.ndarray) -> np.ndarray:
+    """Stripes at a random angle or a checkerboard, alternating `color` with a contrasting second colour."""
+    other = (color + rng.uniform(70, 185, size=3)) % 256
+    period = rng.uniform(5, 12)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    if rng.random() < 0.5:
+        angle = rng.uniform(0, np.pi)
+        phase = np.floor((xx * np.cos(angle) + yy * np.sin(angle)) / period)
+    else:
+        phase = np.floor(xx / period) + np.floor(yy / period)
+    texture = np.where((phase % 2 == 0)[..., None], color, other)
+    return np.clip(texture + rng.normal(0, 8, size=(height, width, 1)), 0, 255).astype(np.uint8)
+
+
 def make_scene(rng: np.random.Generator, height: int, width: int, num_objects: int,
-               radius: tuple[float, float] = (0.08, 0.22)) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Draw one scene.
+               radius: tuple[float, float] = (0.08, 0.22), style: str = "flat") -> tuple[np.ndarray, list[np.ndarray]]:
+    """Draw one scene (`style` "flat" or "patterned", see the module docstring).
 
     Returns:
       (image (H, W, 3) uint8 RGB, list of visible-part masks (H, W) bool, one per object, none tiny).
@@ -58,8 +78,11 @@ def make_scene(rng: np.random.Generator, height: int, width: int, num_objects: i
     for obj in range(1, num_objects + 1):
         region = _shape_mask(rng, height, width, radius)
         color = rng.integers(0, 256, size=3).astype(np.float32)
-        # Noise inside the shape so objects are not flat colour blobs.
-        texture = np.clip(color + rng.normal(0, 8, size=(height, width, 1)), 0, 255).astype(np.uint8)
+        if style == "patterned":
+            texture = _pattern_texture(rng, height, width, color)
+        else:
+            # Noise inside the shape so objects are not flat colour blobs.
+            texture = np.clip(color + rng.normal(0, 8, size=(height, width, 1)), 0, 255).astype(np.uint8)
         image[region] = texture[region]
         label[region] = obj
     masks = [label == obj for obj in range(1, num_objects + 1)]
@@ -69,13 +92,14 @@ def make_scene(rng: np.random.Generator, height: int, width: int, num_objects: i
 
 def generate_synthetic_dataset(out_dir: str | Path, num_train: int = 24, num_val: int = 8, size: int = 256,
                                objects: tuple[int, int] = (2, 5), seed: int = 0,
-                               radius: tuple[float, float] = (0.08, 0.22)) -> Path:
+                               radius: tuple[float, float] = (0.08, 0.22), style: str = "flat") -> Path:
     """Write the synthetic set under `out_dir` (train/ and val/, each with images/ and masks/).
 
     Arguments:
       size: longer image side; the shorter one is drawn between 0.6 and 1.0 of it.
       objects: inclusive range of shapes drawn per image (fully hidden ones are dropped).
       radius: range of shape radii as fractions of the shorter image side.
+      style: "flat" or "patterned" objects.
 
     Returns:
       `out_dir` as a Path.
@@ -88,13 +112,15 @@ def generate_synthetic_dataset(out_dir: str | Path, num_train: int = 24, num_val
         raise ValueError(f"radius must be a range (lo, hi) with 0 < lo <= hi <= 0.5, got {radius}")
     if not 1 <= objects[0] <= objects[1]:
         raise ValueError(f"objects must be a range (lo, hi) with 1 <= lo <= hi, got {objects}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
     for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             short = int(size * rng.uniform(0.6, 1.0))
             height, width = (size, short) if rng.random() < 0.5 else (short, size)
-            image, masks = make_scene(rng, height, width, int(rng.integers(objects[0], objects[1] + 1)), radius)
+            image, masks = make_scene(rng, height, width, int(rng.integers(objects[0], objects[1] + 1)), radius, style)
             stem = f"{split}_{i:04d}"
             write_png(out_dir / split / "images" / f"{stem}.png", image)
             for k, mask in enumerate(masks):
