@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .params import version_option
+
 
 def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict:
     """Save teacher block ``cfg.distill_feature_level`` features of every image in `image_dir`.
@@ -66,6 +68,7 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Where the per-image features and manifest.json go (train_img_dir_teacher_features).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (as in sam-train).")
+@version_option
 def main(config_path: str, image_dir: str, output_dir: str, overrides: tuple[str, ...]) -> None:
     """Extract teacher features for distillation."""
     from ..train.config import ConfigError, check_paths, load_config

@@ -63,3 +63,6 @@ checkpoint_option = click.option(
     default=None,
     help="Official (mobile_sam.pt, sam_vit_*.pth) or fastsam-trained checkpoint. Without it the model has random weights.",
 )
+
+# Every command prints the installed package's version the same way.
+version_option = click.version_option(package_name="fastsam")

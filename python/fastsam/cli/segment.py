@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .params import BoxType, PointType, checkpoint_option, model_type_option
+from .params import BoxType, PointType, checkpoint_option, model_type_option, version_option
 
 
 def _load_model(model_type: str, checkpoint: str | None):
@@ -113,7 +113,7 @@ def _run_everything(model, image, points_per_side, pred_iou_thresh, stability_sc
 @click.option("--stability-score-thresh", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True,
               help="--everything: keep masks whose stability score is above this.")
 @click.option("--demo", is_flag=True, help="Segment a generated demo image (no IMAGE needed).")
-@click.version_option(package_name="fastsam")
+@version_option
 def main(image, checkpoint, model_type, out_dir, points, box, everything, single_mask,
          points_per_side, pred_iou_thresh, stability_score_thresh, demo):
     """Segment IMAGE with a SAM model and write an overlay PNG and COCO-RLE masks.
