@@ -22,6 +22,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises: FileNotFoundError when the file does not exist; RuntimeError when it cannot be
     read as a torch checkpoint or holds no state dict.
     """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a checkpoint file once: its state dict and what the trainer stored beside it.
+
+    Arguments: path to the file.
+    Returns: (state dict, training record); the record is ``{}`` for a bare state dict (official
+    checkpoints) and holds ``"config"`` (TrainConfig.to_dict()) and ``"model_type"`` when
+    fastsam's trainer wrote the file.
+    Raises: as :func:`read_state_dict`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
@@ -32,7 +44,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"could not read checkpoint {path}: {_load_failure_reason(exc)}; "
             "expected a state dict saved with torch.save"
         ) from exc
+    record = {}
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
+        record = {key: loaded[key] for key in ("config", "model_type") if key in loaded}
         loaded = loaded["model"]
     if not isinstance(loaded, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
@@ -41,7 +55,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"could not read checkpoint {path}: it holds a {type(loaded).__name__}, not a mapping of "
             "parameter names to tensors; expected a state dict saved with torch.save"
         )
-    return loaded
+    return loaded, record
 
 
 def _load_failure_reason(exc: Exception) -> str:
@@ -85,7 +99,12 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, model_type: str) 
     Raises: FileNotFoundError / RuntimeError (see :func:`read_state_dict`); ValueError listing
     the first missing, unexpected and shape-mismatched keys and the model type the file looks like.
     """
-    state_dict = read_state_dict(path)
+    return load_state_dict_strictly(model, read_state_dict(path), path, model_type)
+
+
+def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str | os.PathLike,
+                             model_type: str) -> nn.Module:
+    """Load an already read ``state_dict`` (from ``path``, named in messages) as :func:`load_checkpoint` does."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]

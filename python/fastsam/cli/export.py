@@ -8,38 +8,79 @@ from pathlib import Path
 import click
 
 from ..build_sam import MODEL_TYPES
+from .params import version_option
 
 
-def _load_model(model_type: str, checkpoint: str | None, random_weights: bool):
-    from ..build_sam import build_sam
+def _image_size(ctx, param, value):
+    if value is None:
+        return None
+    from ..export.settings import check_image_size
+
+    try:
+        return check_image_size(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx, param) from err
+
+
+def _read_weights(checkpoint: str | None, random_weights: bool) -> tuple[dict | None, dict]:
+    """(state dict or None for random weights, the trainer's record stored beside it)."""
+    from ..checkpoint import read_checkpoint
 
     if checkpoint is None and not random_weights:
         raise click.UsageError("give --checkpoint PATH (or --random-weights to export an untrained model on purpose)")
     if checkpoint is not None and random_weights:
         raise click.UsageError("--checkpoint and --random-weights exclude each other")
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise click.ClickException(f"checkpoint file {checkpoint} not found")
     if random_weights:
         click.secho(
             "warning: --random-weights: exporting a model with RANDOM weights; its masks are meaningless.",
             fg="yellow",
             err=True,
         )
+        return None, {}
+    if not Path(checkpoint).is_file():
+        raise click.ClickException(f"checkpoint file {checkpoint} not found")
     try:
-        model = build_sam(model_type, checkpoint=checkpoint)
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
-        # e.g. a vit_b checkpoint loaded as vit_t: the loader names the mismatching keys/shapes.
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise click.ClickException(f"cannot load {checkpoint} as {model_type}: {message}") from err
-    return model.eval()
+        return read_checkpoint(checkpoint)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise click.ClickException(str(err).strip().splitlines()[0]) from err
+
+
+def _load_model(checkpoint: str | None, random_weights: bool, model_type: str | None, image_size: int | None):
+    """(Sam in eval mode, ExportSettings): the checkpoint's stored settings unless overridden."""
+    from ..build_sam import sam_model_registry
+    from ..checkpoint import load_state_dict_strictly
+    from ..export.settings import resolve_settings
+
+    state_dict, record = _read_weights(checkpoint, random_weights)
+    name = Path(checkpoint).name if checkpoint else None
+    try:
+        settings = resolve_settings(record, name, model_type, image_size)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    model = sam_model_registry[settings.model_type](checkpoint=None, image_size=settings.image_size)
+    if state_dict is not None:
+        try:
+            load_state_dict_strictly(model, state_dict, checkpoint, settings.model_type)
+        except ValueError as err:
+            # e.g. a vit_b checkpoint loaded as vit_t: the loader names the mismatching keys/shapes.
+            message = str(err).strip().splitlines()[0]
+            raise click.ClickException(f"cannot load {checkpoint} as {settings.model_type}: {message}") from err
+    # The runtime binarises masks at the manifest's threshold, which the pipeline reads from the model.
+    model.mask_threshold = settings.mask_threshold
+    return model.eval(), settings
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Official (mobile_sam.pt, sam_vit_*.pth) or fastsam-trained checkpoint.")
-@click.option("--random-weights", is_flag=True, help="Export an untrained model (no --checkpoint); for testing only.")
-@click.option("--model-type", type=click.Choice(MODEL_TYPES), default="vit_t", show_default=True,
-              help="Architecture of the checkpoint (vit_t = MobileSAM TinyViT).")
+              help="Official (mobile_sam.pt, sam_vit_*.pth) or fastsam-trained checkpoint. This or "
+                   "--random-weights is required.")
+@click.option("--random-weights", is_flag=True, help="Export an untrained model (instead of --checkpoint); for testing only.")
+@click.option("--model-type", type=click.Choice(MODEL_TYPES), default=None,
+              help="Architecture of the checkpoint (vit_t = MobileSAM TinyViT). Default: the one a fastsam-trained "
+                   "checkpoint stores, else vit_t; contradicting the stored one is an error.")
+@click.option("--image-size", type=int, default=None, callback=_image_size,
+              help="Model input side in pixels (multiple of 16). Default: the img_size a fastsam-trained checkpoint "
+                   "was trained at, else 1024.")
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the .onnx files and manifest.json (created if missing).")
 @click.option("--quantize", is_flag=True, help="Also write int8 variants (static QDQ encoder, dynamic decoders) with an accuracy report.")
@@ -52,13 +93,17 @@ def _load_model(model_type: str, checkpoint: str | None, random_weights: bool):
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim graph simplification.")
 @click.option("--allow-mismatch", is_flag=True, help="Keep the files even if the parity gate finds outputs beyond tolerance.")
-def main(checkpoint, random_weights, model_type, output_dir, quantize, calib_dir, calib_count, fp16, tensorrt,
+@version_option
+def main(checkpoint, random_weights, model_type, image_size, output_dir, quantize, calib_dir, calib_count, fp16, tensorrt,
          opset, no_simplify, allow_mismatch):
     """Export a SAM checkpoint to ONNX for the fastsam C++ runtime (and any SAM ONNX tool).
 
     Writes encoder.onnx, decoder.onnx (the official SAM ONNX decoder interface), decoder_batched.onnx (many
     prompts per call), decoder_head.onnx + decoder_masks.onnx (the batched decoder in two halves, so the mask
     generator upscales only the prompts it keeps) and manifest.json, after checking every graph against PyTorch.
+
+    Needs --checkpoint PATH or --random-weights. Model type, image size and mask threshold come from a
+    fastsam-trained checkpoint's stored config; official checkpoints export at 1024 as --model-type.
     """
     from ..export import calibration
     from ..export.pipeline import ExportOptions, ParityError, check_output_dir, run_export
@@ -83,11 +128,12 @@ def main(checkpoint, random_weights, model_type, output_dir, quantize, calib_dir
             raise click.ClickException(str(err)) from err
 
     start = time.perf_counter()
-    click.echo(f"loading {model_type} from {checkpoint or 'random weights'} ...")
-    sam = _load_model(model_type, checkpoint, random_weights)
+    click.echo(f"loading {checkpoint or 'random weights'} ...")
+    sam, settings = _load_model(checkpoint, random_weights, model_type, image_size)
+    click.echo(f"settings: {settings.describe()}")
     options = ExportOptions(
         output_dir=output_dir,
-        model_type=model_type,
+        model_type=settings.model_type,
         opset=opset,
         simplify=not no_simplify,
         allow_mismatch=allow_mismatch,
@@ -96,7 +142,8 @@ def main(checkpoint, random_weights, model_type, output_dir, quantize, calib_dir
         calib_count=calib_count,
         fp16=fp16,
         tensorrt=tensorrt,
-        extra_manifest={"checkpoint": Path(checkpoint).name if checkpoint else None},
+        extra_manifest={"checkpoint": Path(checkpoint).name if checkpoint else None,
+                        "settings_source": settings.sources},
     )
     try:
         run_export(sam, options, log=click.echo)
