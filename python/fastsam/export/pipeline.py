@@ -1,7 +1,6 @@
 """The whole ``sam-export`` run: export, simplify, parity gate, variants, manifest."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,9 @@ import numpy as np
 
 from . import calibration, io_spec, manifest, parity, simplify
 from .onnx_export import DEFAULT_OPSET, EXPORTERS
+from .output_dir import check_output_dir, publish, staging_dir
+
+__all__ = ["ExportOptions", "ParityError", "check_output_dir", "run_export"]
 
 Log = Callable[[str], None]
 
@@ -38,25 +40,6 @@ class ExportOptions:
     extra_manifest: dict = field(default_factory=dict)
 
 
-def check_output_dir(output_dir: Path) -> Path:
-    """Create ``output_dir`` if needed and make sure files can be written there.
-
-    Raises:
-      PermissionError / NotADirectoryError: with a message naming the directory.
-    """
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(f"output directory {output_dir} exists and is not a directory")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".sam-export-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise PermissionError(f"output directory {output_dir} is not writable ({err.strerror or err})") from err
-    return output_dir
-
-
 def parity_inputs(image_size: int) -> dict[str, np.ndarray]:
     """Encoder inputs for the parity gate: uniform noise (portrait) and a generated scene (landscape)."""
     rng = np.random.default_rng(0)
@@ -78,11 +61,10 @@ def _gate(checks: list[parity.ParityCheck], options: ExportOptions, log: Log) ->
         log("  " + check.line())
     failed = parity.failures(checks)
     if failed and not options.allow_mismatch:
-        worst = max(failed, key=lambda c: c.max_abs)
+        worst = max(failed, key=lambda c: c.badness)
         raise ParityError(
-            f"parity gate failed: {len(failed)} of {len(checks)} outputs beyond tolerance, worst "
-            f"{worst.model}/{worst.output} ({worst.case}) max|diff| {worst.max_abs:.3e} > {worst.tolerance:.0e}; "
-            "no manifest.json was written (rerun with --allow-mismatch to keep the files anyway)"
+            f"parity gate failed: {len(failed)} of {len(checks)} outputs beyond tolerance, worst {worst.failure()}; "
+            "nothing was written to the output directory (rerun with --allow-mismatch to keep the files anyway)"
         )
     if failed:
         log(f"warning: {len(failed)} parity mismatches accepted because of --allow-mismatch")
@@ -159,15 +141,28 @@ def write_fp16_encoder(sam, options: ExportOptions, paths: dict[str, Path], imag
 def run_export(sam, options: ExportOptions, log: Log = print) -> dict:
     """Write the graphs, check them and write ``manifest.json``; returns the manifest.
 
+    Everything is written into a staging directory beside ``options.output_dir`` and moved there only
+    when the export succeeded: a failed export leaves the output directory as it was.
+
     Arguments:
-      sam: a ``Sam`` model in eval mode (it is left in eval mode).
+      sam: a ``Sam`` model in eval mode (it is left in eval mode); its ``mask_threshold`` and encoder
+        image size go into the manifest.
       options: ExportOptions.
       log: receives one progress line at a time.
     Raises:
       ParityError: a graph is beyond tolerance and ``allow_mismatch`` is False.
     """
-    sam.eval()
     output_dir = check_output_dir(options.output_dir)
+    with staging_dir(output_dir) as staging:
+        log(f"writing into {staging} (moved to {output_dir} when every step passed)")
+        result = _write_export(sam, options, staging, log)
+        publish(staging, output_dir)
+    log(f"wrote {output_dir / manifest.MANIFEST_NAME}")
+    return result
+
+
+def _write_export(sam, options: ExportOptions, output_dir: Path, log: Log) -> dict:
+    sam.eval()
     image_size = int(sam.image_encoder.img_size)
     specs = io_spec.model_specs(image_size)
     timings: dict[str, float] = {}
@@ -237,7 +232,6 @@ def run_export(sam, options: ExportOptions, log: Log = print) -> dict:
         quantization=quantization,
         extra={"simplification": simplified, "timings": timings, "tensorrt": engines, **options.extra_manifest},
     )
-    path = manifest.write_manifest(output_dir, result)
-    log(f"wrote {path}")
+    manifest.write_manifest(output_dir, result)
     sam.eval()
     return result
