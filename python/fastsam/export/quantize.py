@@ -195,11 +195,12 @@ def random_boxes(seed: int, height: int, width: int, count: int) -> np.ndarray:
 
 
 def _box_feed(box: np.ndarray, embedding: np.ndarray, orig_hw: tuple[int, int]) -> dict:
+    low_res = embedding.shape[-1] * 4  # 256 for 1024-pixel models, image_size / 4 in general
     return {
         io_spec.IMAGE_EMBEDDINGS: embedding,
         io_spec.POINT_COORDS: box.reshape(1, 2, 2).astype(np.float32),
         io_spec.POINT_LABELS: np.array([[2.0, 3.0]], dtype=np.float32),
-        io_spec.MASK_INPUT: np.zeros((1, 1, 256, 256), dtype=np.float32),
+        io_spec.MASK_INPUT: np.zeros((1, 1, low_res, low_res), dtype=np.float32),
         io_spec.HAS_MASK_INPUT: np.zeros(1, dtype=np.float32),
         io_spec.ORIG_IM_SIZE: np.array(orig_hw, dtype=np.float32),
     }
