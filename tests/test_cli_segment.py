@@ -55,7 +55,7 @@ def test_point_prompt_writes_overlay_and_rle_matching_predictor(small_image, tmp
     assert ann["predicted_iou"] == pytest.approx(float(scores[best]), abs=1e-6)
 
 
-def test_demo_everything_with_random_weights_warns_and_writes_json(tmp_path):
+def test_demo_everything_uses_the_demo_model_and_writes_json(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(
         main,
@@ -63,7 +63,7 @@ def test_demo_everything_with_random_weights_warns_and_writes_json(tmp_path):
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    assert "RANDOM weights" in result.output
+    assert "model: fastsam's base demo model" in result.output and "RANDOM" not in result.output
     assert (out / "demo_input.png").is_file() and (out / "overlay.png").is_file()
     data = json.loads((out / "masks.json").read_text())
     assert data["mode"] == "everything"
@@ -73,6 +73,24 @@ def test_demo_everything_with_random_weights_warns_and_writes_json(tmp_path):
         assert mask.shape == (480, 640)
         assert int(mask.sum()) == ann["area"]
         assert 0.0 <= ann["stability_score"] <= 1.0
+
+
+def test_demo_prefers_the_finetuned_demo_run_and_builds_it_at_its_trained_size(tmp_path, monkeypatch):
+    import shutil
+
+    import fastsam.export.settings as settings
+    from fastsam.demo_model import base_checkpoint_path, demo_run_dir
+
+    finetuned = demo_run_dir("runs") / "best_model.pth"  # relative to the test's working directory (tmp)
+    finetuned.parent.mkdir(parents=True)
+    shutil.copy(base_checkpoint_path(), finetuned)
+    built = []
+    build_model = settings.build_model
+    monkeypatch.setattr(settings, "build_model", lambda *a: built.append(build_model(*a)) or built[-1])
+    result = _invoke("--demo", "--box", "100,100,300,300", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert f"model: the demo's finetuned model {finetuned}" in result.output
+    assert built[0][1].image_size == 256 and built[0][0].image_encoder.img_size == 256
 
 
 @pytest.mark.parametrize(

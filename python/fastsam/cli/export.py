@@ -22,52 +22,27 @@ def _image_size(ctx, param, value):
         raise click.BadParameter(str(err), ctx, param) from err
 
 
-def _read_weights(checkpoint: str | None, random_weights: bool) -> tuple[dict | None, dict]:
-    """(state dict or None for random weights, the trainer's record stored beside it)."""
-    from ..checkpoint import read_checkpoint
+def _load_model(checkpoint: str | None, random_weights: bool, model_type: str | None, image_size: int | None):
+    """(Sam in eval mode, ExportSettings): the checkpoint's stored settings unless overridden."""
+    from ..export.settings import SettingsError, build_model
 
     if checkpoint is None and not random_weights:
         raise click.UsageError("give --checkpoint PATH (or --random-weights to export an untrained model on purpose)")
     if checkpoint is not None and random_weights:
         raise click.UsageError("--checkpoint and --random-weights exclude each other")
     if random_weights:
-        click.secho(
-            "warning: --random-weights: exporting a model with RANDOM weights; its masks are meaningless.",
-            fg="yellow",
-            err=True,
-        )
-        return None, {}
-    if not Path(checkpoint).is_file():
+        click.secho("warning: --random-weights: exporting a model with RANDOM weights; its masks are meaningless.",
+                    fg="yellow", err=True)
+    elif not Path(checkpoint).is_file():
         raise click.ClickException(f"checkpoint file {checkpoint} not found")
     try:
-        return read_checkpoint(checkpoint)
-    except (FileNotFoundError, RuntimeError) as err:
+        return build_model(checkpoint, model_type, image_size)
+    except (FileNotFoundError, RuntimeError, SettingsError) as err:
         raise click.ClickException(str(err).strip().splitlines()[0]) from err
-
-
-def _load_model(checkpoint: str | None, random_weights: bool, model_type: str | None, image_size: int | None):
-    """(Sam in eval mode, ExportSettings): the checkpoint's stored settings unless overridden."""
-    from ..build_sam import sam_model_registry
-    from ..checkpoint import load_state_dict_strictly
-    from ..export.settings import resolve_settings
-
-    state_dict, record = _read_weights(checkpoint, random_weights)
-    name = Path(checkpoint).name if checkpoint else None
-    try:
-        settings = resolve_settings(record, name, model_type, image_size)
     except ValueError as err:
-        raise click.ClickException(str(err)) from err
-    model = sam_model_registry[settings.model_type](checkpoint=None, image_size=settings.image_size)
-    if state_dict is not None:
-        try:
-            load_state_dict_strictly(model, state_dict, checkpoint, settings.model_type)
-        except ValueError as err:
-            # e.g. a vit_b checkpoint loaded as vit_t: the loader names the mismatching keys/shapes.
-            message = str(err).strip().splitlines()[0]
-            raise click.ClickException(f"cannot load {checkpoint} as {settings.model_type}: {message}") from err
-    # The runtime binarises masks at the manifest's threshold, which the pipeline reads from the model.
-    model.mask_threshold = settings.mask_threshold
-    return model.eval(), settings
+        message = str(err).strip().splitlines()[0]
+        # e.g. a vit_b checkpoint loaded as vit_t: the loader names the mismatching keys/shapes.
+        raise click.ClickException(f"cannot load {checkpoint} as {model_type or 'its model type'}: {message}") from err
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

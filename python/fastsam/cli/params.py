@@ -52,9 +52,9 @@ class BoxType(click.ParamType):
 model_type_option = click.option(
     "--model-type",
     type=click.Choice(MODEL_TYPES),
-    default="vit_t",
-    show_default=True,
-    help="Architecture of the checkpoint (vit_t = MobileSAM TinyViT).",
+    default=None,
+    help="Architecture of the checkpoint (vit_t = MobileSAM TinyViT). Default: the one a fastsam-trained "
+         "checkpoint stores, else vit_t.",
 )
 
 checkpoint_option = click.option(

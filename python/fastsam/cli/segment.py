@@ -11,8 +11,9 @@ import numpy as np
 from .params import BoxType, PointType, checkpoint_option, model_type_option, version_option
 
 
-def _load_model(model_type: str, checkpoint: str | None):
-    from ..build_sam import build_sam
+def _load_model(model_type: str | None, checkpoint: str | None):
+    """(Sam in eval mode, its model type), built at the checkpoint's stored image size and type unless --model-type says otherwise."""
+    from ..export.settings import SettingsError, build_model
 
     if checkpoint is None:
         click.secho(
@@ -22,10 +23,12 @@ def _load_model(model_type: str, checkpoint: str | None):
             err=True,
         )
     try:
-        model = build_sam(model_type, checkpoint=checkpoint)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        model, settings = build_model(checkpoint, model_type)
+    except (FileNotFoundError, RuntimeError, SettingsError) as err:
+        raise click.ClickException(str(err).strip().splitlines()[0]) from err
+    except ValueError as err:
         raise click.ClickException(str(err)) from err
-    return model.eval()
+    return model, settings.model_type
 
 
 def _mask_record(mask: np.ndarray, **fields) -> dict:
@@ -112,7 +115,9 @@ def _run_everything(model, image, points_per_side, pred_iou_thresh, stability_sc
               help="--everything: keep masks whose predicted IoU is above this.")
 @click.option("--stability-score-thresh", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True,
               help="--everything: keep masks whose stability score is above this.")
-@click.option("--demo", is_flag=True, help="Segment a generated demo image (no IMAGE needed).")
+@click.option("--demo", is_flag=True, help="Segment a generated demo image (no IMAGE needed); without --checkpoint "
+              "it uses the demo's model: the finetuned one from `sam-train --demo` (runs/demo) if that has run, "
+              "else fastsam's base demo model.")
 @version_option
 def main(image, checkpoint, model_type, out_dir, points, box, everything, single_mask,
          points_per_side, pred_iou_thresh, stability_score_thresh, demo):
@@ -145,6 +150,12 @@ def main(image, checkpoint, model_type, out_dir, points, box, everything, single
         rgb = make_demo_image()
         image = write_png(out_dir / "demo_input.png", rgb)
         click.echo(f"generated demo image {image}")
+        if checkpoint is None:
+            from ..demo_model import default_demo_checkpoint
+
+            path, which = default_demo_checkpoint()
+            checkpoint = str(path)
+            click.echo(f"model: {which}")
     else:
         try:
             rgb = read_rgb(image)
@@ -156,7 +167,7 @@ def main(image, checkpoint, model_type, out_dir, points, box, everything, single
         points = ((w / 2.0, h / 2.0, 1),)
         click.echo(f"no prompt given: using the image centre ({w / 2:.0f},{h / 2:.0f}) as a foreground point")
 
-    model = _load_model(model_type, checkpoint)
+    model, model_type = _load_model(model_type, checkpoint)
     start = time.perf_counter()
     if everything:
         records, masks = _run_everything(model, rgb, points_per_side, pred_iou_thresh, stability_score_thresh)

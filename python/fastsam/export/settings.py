@@ -3,6 +3,7 @@ trainer stored them, else from the command line, else the official defaults."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..build_sam import IMAGE_SIZE, MODEL_TYPES
 
@@ -11,6 +12,10 @@ DEFAULT_MASK_THRESHOLD = 0.0
 
 # The encoders cut the image into 16-pixel patches (TinyViT reaches the same 1/16 grid).
 IMAGE_SIZE_MULTIPLE = 16
+
+
+class SettingsError(ValueError):
+    """A model type or image size that contradicts the checkpoint or that the encoders cannot take."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ def check_image_size(image_size: int) -> int:
     """``image_size`` if the encoders can take it; ValueError naming the rule otherwise."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 \
             or image_size % IMAGE_SIZE_MULTIPLE:
-        raise ValueError(f"image size must be a positive multiple of {IMAGE_SIZE_MULTIPLE}, got {image_size!r}")
+        raise SettingsError(f"image size must be a positive multiple of {IMAGE_SIZE_MULTIPLE}, got {image_size!r}")
     return image_size
 
 
@@ -55,9 +60,9 @@ def resolve_settings(record: dict, checkpoint_name: str | None, model_type: str 
     stored_size = config.get("img_size")
     stored_threshold = config.get("mask_threshold")
     if stored_type is not None and stored_type not in MODEL_TYPES:
-        raise ValueError(f"checkpoint {checkpoint_name} stores model_type {stored_type!r}, not one of {MODEL_TYPES}")
+        raise SettingsError(f"checkpoint {checkpoint_name} stores model_type {stored_type!r}, not one of {MODEL_TYPES}")
     if model_type is not None and stored_type is not None and model_type != stored_type:
-        raise ValueError(f"--model-type {model_type} contradicts checkpoint {checkpoint_name}, which was trained as "
+        raise SettingsError(f"--model-type {model_type} contradicts checkpoint {checkpoint_name}, which was trained as "
                          f"{stored_type}; drop --model-type or pass {stored_type}")
     sources = {}
     resolved_type = _pick(sources, "model_type", model_type, stored_type, DEFAULT_MODEL_TYPE)
@@ -69,7 +74,7 @@ def resolve_settings(record: dict, checkpoint_name: str | None, model_type: str 
         check_image_size(resolved_size)
         threshold = float(threshold)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"checkpoint {checkpoint_name or '(none)'}: {err}") from err
+        raise SettingsError(f"checkpoint {checkpoint_name or '(none)'}: {err}") from err
     return ExportSettings(resolved_type, resolved_size, threshold, sources)
 
 
@@ -83,3 +88,29 @@ def _pick(sources: dict[str, str], name: str, given, stored, default):
         return stored
     sources[name] = "default"
     return default
+
+
+def build_model(checkpoint: str | None, model_type: str | None = None, image_size: int | None = None):
+    """A Sam in eval mode built as the checkpoint was trained (its stored settings unless overridden).
+
+    Arguments:
+      checkpoint: official or fastsam-trained checkpoint; None builds random weights.
+      model_type, image_size: explicit overrides (None = the checkpoint's, else the defaults).
+    Returns:
+      (Sam, ExportSettings); ``Sam.mask_threshold`` is set from the settings.
+    Raises:
+      FileNotFoundError / RuntimeError: the file is missing or unreadable; ValueError: the settings
+      contradict the checkpoint, or its weights do not fit the model type (message names the keys).
+    """
+    from ..build_sam import sam_model_registry
+    from ..checkpoint import load_state_dict_strictly, read_checkpoint
+
+    state_dict, record = read_checkpoint(checkpoint) if checkpoint is not None else (None, {})
+    name = None if checkpoint is None else Path(checkpoint).name
+    settings = resolve_settings(record, name, model_type, image_size)
+    model = sam_model_registry[settings.model_type](checkpoint=None, image_size=settings.image_size)
+    if state_dict is not None:
+        load_state_dict_strictly(model, state_dict, checkpoint, settings.model_type)
+    # The runtime binarises masks at the manifest's threshold, which the export pipeline reads from the model.
+    model.mask_threshold = settings.mask_threshold
+    return model.eval(), settings
