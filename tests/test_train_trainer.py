@@ -143,33 +143,6 @@ def test_bad_sample_error_stops_before_training(small_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_pipeline_end_to_end(tmp_path, one_thread):
-    from fastsam.cli.train import main
-
-    result = CliRunner().invoke(main, ["--demo", "--output-dir", str(tmp_path), "--set", "num_epochs=1",
-                                       "--set", "img_size=64"])
-    assert result.exit_code == 0, result.output
-    run = tmp_path / "demo" / "decoder_only"
-    assert (run / "segmented_val_image.png").is_file() and (run / "best_model.pth").is_file()
-    assert any((tmp_path / "demo_data/train/images").glob("*.png"))
-    assert "segmented validation image" in result.output
-
-
-@pytest.mark.slow
-def test_demo_run_raises_val_miou_well_above_its_start(tmp_path, one_thread):
-    """The README's main command, at its defaults (12 epochs, 256 px, random weights): validation mIoU must at
-    least double and gain 0.03 absolute (measured 0.032 -> 0.083 on this machine)."""
-    from fastsam.cli.train import main
-
-    result = CliRunner().invoke(main, ["--demo", "--output-dir", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (tmp_path / "demo/decoder_only/metrics.jsonl").read_text().splitlines()]
-    start, final = rows[0]["val_miou"], rows[-1]["val_miou"]
-    assert rows[0]["epoch"] == 0 and rows[-1]["epoch"] == 12
-    assert final >= 2 * start and final >= start + 0.03, (start, final)
-
-
-@pytest.mark.slow
 def test_unfreeze_epoch_adds_frozen_parts_to_optimizer(small_root, tmp_path, one_thread):
     from fastsam.train.trainer import train
 

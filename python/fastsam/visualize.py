@@ -125,3 +125,28 @@ def overlay_masks(
         entries = [(text, tuple(int(c) for c in colors[i])) for i, text in enumerate(labels)]
         parts.append(np.asarray(_text_strip(entries, image.shape[1], text_size)))
     return np.concatenate(parts, axis=0)
+
+
+def side_by_side(panels: Sequence[np.ndarray], legend: str | None = None, gap: int = 8) -> np.ndarray:
+    """Figures (e.g. titled overlays) left to right on white, bottoms padded to one height, with an optional
+    legend line under them.
+
+    Returns:
+      (H, W, 3) uint8 RGB.
+    """
+    if not panels:
+        raise ValueError("side_by_side needs at least one panel")
+    height = max(p.shape[0] for p in panels)
+    white = lambda h, w: np.full((h, w, 3), 255, dtype=np.uint8)  # noqa: E731
+    row = [white(height, gap)]
+    for p in panels:
+        row += [np.concatenate([p, white(height - p.shape[0], p.shape[1])]), white(height, gap)]
+    out = np.concatenate(row, axis=1)
+    if legend:
+        out = np.concatenate([out, np.asarray(_text_strip([(legend, None)], out.shape[1], 16))])
+    return out
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement (small images, so titles stay legible and mask edges stay sharp)."""
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)

@@ -1,88 +1,107 @@
-"""The embedded default pipeline: synthetic data -> decoder-only finetune -> validate -> segment a val image.
+"""The embedded default pipeline (``sam-train --demo``): generated data -> finetune -> export -> segment.
 
-Needs no files of the user's. Without a checkpoint the student starts from random weights, so the
-run shows the pipeline working (val mIoU rising from near zero) rather than state-of-the-art masks;
+Needs no files of the user's and no download. It starts from the project's own base model (vit_t at 256 px,
+trained on generated flat-colour shapes by ``python -m fastsam.train.demo_base``, committed under
+``models/demo/``) and finetunes it to a new generated domain: objects painted with two-colour stripes and
+checks, which the base model has never seen. It prints the validation box-prompt mIoU before and after,
+exports the best checkpoint through the parity-gated ``sam-export`` pipeline, and segments a validation
+image with the C++ runtime ``fastsam_rt`` (box prompts, point clicks and segment-everything).
 ``--set checkpoint=mobile_sam.pt --set img_size=1024`` finetunes real MobileSAM weights the same way.
 """
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from ..data.build import load_records
-from ..data.prompts import mask_to_box
 from ..data.synthetic import generate_synthetic_dataset
-from ..image_io import read_rgb, write_png
-from ..visualize import overlay_masks
-from .config import apply_overrides, config_from_dict
+from ..demo_model import BASE_IMAGE_SIZE, base_checkpoint_path, demo_run_dir
+from .config import TrainConfig, apply_overrides, config_from_dict
+from .demo_figures import segment_and_draw
 from .trainer import train
 
 logger = logging.getLogger("fastsam.train")
 
+# The new domain: patterned objects (the base model saw only flat-colour ones).
+DEMO_DATA = {"num_train": 48, "num_val": 8, "size": 256, "objects": (2, 5), "radius": (0.1, 0.3), "seed": 7,
+             "style": "patterned"}
+
+# Whole-model finetune at the base model's size; box prompts with some clicks so points keep working.
 DEMO_CONFIG = {
     "project_name": "demo",
-    "run_name": "decoder_only",
+    "run_name": "finetune",
     "model_type": "vit_t",
-    "img_size": 256,
-    "freeze": {"image_encoder": True, "prompt_encoder": True, "mask_decoder": False},
-    "cache_embeddings": True,
-    "num_epochs": 12,
-    "batch_size": 2,
-    "learning_rate": 1e-3,
+    "img_size": BASE_IMAGE_SIZE,
+    "freeze": {"image_encoder": False, "prompt_encoder": False, "mask_decoder": False},
+    "cache_embeddings": False,
+    "num_epochs": 4,
+    "batch_size": 4,
+    "learning_rate": 3e-4,
     "box_jitter": 0.05,
+    "point_prompt_prob": 0.3,
     "scheduler": {"power": 1.0, "end_lr": 0.0, "warmup_steps": 5},
+    "loss_weights": {"focal": 0.0, "dice": 1.0, "bce": 1.0, "iou": 1.0},
     "num_val_overlays": 3,
     "seed": 0,
 }
 
 
-def segment_with_boxes(checkpoint: Path, model_type: str, img_size: int, image_path: Path, boxes: np.ndarray,
-                       multimask: bool) -> np.ndarray:
-    """Masks for XYXY `boxes` on one image with a finetuned checkpoint, through the public SamPredictor
-    (with multimask, the candidate with the highest predicted IoU).
-
-    Returns:
-      (N, H, W) bool masks.
-    """
-    from ..build_sam import sam_model_registry
-    from ..predictor import SamPredictor
-
-    model = sam_model_registry[model_type](checkpoint=checkpoint, image_size=img_size)
-    predictor = SamPredictor(model)
-    predictor.set_image(read_rgb(image_path))
-    masks = []
-    for box in boxes:
-        m, scores, _ = predictor.predict(box=box, multimask_output=multimask)
-        masks.append(m[int(np.argmax(scores))])
-    return np.stack(masks)
-
-
-def run_demo(output_dir: str | Path, overrides: list[str] = ()) -> dict:
-    """Run the whole pipeline under `output_dir`; returns the final metrics plus the segmented image's path/IoU."""
-    output_dir = Path(output_dir)
+def demo_config(output_dir: Path, overrides: list[str]) -> TrainConfig:
     data = output_dir / "demo_data"
-    if not (data / "val" / "images").is_dir():
-        logger.info("generating the synthetic dataset in %s", data)
-        generate_synthetic_dataset(data, num_train=24, num_val=6, size=256, seed=0)
     raw = dict(DEMO_CONFIG, output_dir=str(output_dir), train_img_dir=str(data / "train/images"),
                train_mask_dir=str(data / "train/masks"), val_img_dir=str(data / "val/images"),
                val_mask_dir=str(data / "val/masks"))
-    cfg = config_from_dict(apply_overrides(raw, list(overrides)))
-    record = train(cfg)
+    raw = apply_overrides(raw, list(overrides))
+    if "checkpoint" not in raw:  # the base model unless --set checkpoint=... names other weights
+        raw["checkpoint"] = str(base_checkpoint_path())
+    return config_from_dict(raw)
 
+
+def export_best(cfg: TrainConfig, export_dir: Path) -> Path:
+    """Export the run's best checkpoint with the parity gate (raises ParityError on a mismatch)."""
+    from ..build_sam import sam_model_registry
+    from ..export.pipeline import ExportOptions, run_export
+
+    sam = sam_model_registry[cfg.model_type](checkpoint=cfg.run_dir / "best_model.pth", image_size=cfg.img_size)
+    lines: list[str] = []
+    run_export(sam.eval(), ExportOptions(output_dir=export_dir, model_type=cfg.model_type,
+                                        extra_manifest={"checkpoint": "best_model.pth"}), log=lines.append)
+    for line in lines:
+        logger.debug(line)
+    return export_dir
+
+
+def run_demo(output_dir: str | Path, overrides: list[str] = ()) -> dict:
+    """Run the whole pipeline under `output_dir`; returns the last epoch's metrics plus the figures' paths,
+    the start and best validation mIoU, and the runtime's results on one validation image."""
+    t0 = time.perf_counter()
+    output_dir = Path(output_dir)
+    data = output_dir / "demo_data"
+    if not (data / "val" / "images").is_dir():
+        logger.info("generating the demo dataset (patterned shapes) in %s", data)
+        generate_synthetic_dataset(data, **DEMO_DATA)
+    cfg = demo_config(output_dir, list(overrides))
+    if cfg.run_dir != demo_run_dir(output_dir):
+        logger.info("demo run folder %s (overridden)", cfg.run_dir)
+    record = train(cfg)
+    train_s = time.perf_counter() - t0
+
+    export_dir = export_best(cfg, cfg.run_dir / "export")
+    logger.info("exported the best checkpoint to %s (parity gate passed)", export_dir)
     val_records, _ = load_records(cfg.val_img_dir, cfg.val_mask_dir, None, "skip", "val")
-    sample = val_records[0]
-    gt = np.stack([ref.load() for ref in sample.masks])
-    boxes = np.stack([mask_to_box(torch.from_numpy(m)).numpy() for m in gt])
-    pred = segment_with_boxes(cfg.run_dir / "best_model.pth", cfg.model_type, cfg.img_size, sample.image_path, boxes,
-                              cfg.multimask_output)
-    inter = (pred & gt).reshape(len(gt), -1).sum(1)
-    union = (pred | gt).reshape(len(gt), -1).sum(1)
-    image_miou = float(np.mean(inter / np.maximum(union, 1)))
-    out = write_png(cfg.run_dir / "segmented_val_image.png", overlay_masks(read_rgb(sample.image_path), list(pred), boxes=boxes))
-    logger.info("segmented %s with the finetuned model (box prompts): mIoU %.3f -> %s", sample.image_path.name,
-                image_miou, out)
-    return dict(record, segmented_image=str(out), segmented_miou=image_miou)
+    figures = segment_and_draw(export_dir, val_records[0], cfg.run_dir)
+    start = _start_miou(cfg.run_dir)
+    return dict(record, start_miou=start, train_seconds=train_s, total_seconds=time.perf_counter() - t0,
+                export_dir=str(export_dir), **figures)
+
+
+def _start_miou(run_dir: Path) -> float | None:
+    """The before-training val mIoU from metrics.jsonl (the first record)."""
+    import json
+
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    first = json.loads(path.read_text().splitlines()[0])
+    return first.get("val_miou")
