@@ -19,7 +19,6 @@ import standalone_model
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("FASTSAM_SHARED_DIR", REPO_ROOT.parent / "shared"))
 OFFICIAL_DIR = SHARED_DIR / "fixtures" / "official_vit_t"
-COCO128_DIR = SHARED_DIR / "data" / "coco128seg"
 # Exports written by .ci/test before pytest runs, reused instead of exporting again.
 STANDALONE_ENV = "FASTSAM_RT_STANDALONE_DIR"
 FIXTURE_EXPORT_ENV = "FASTSAM_RT_FIXTURE_MODEL_DIR"
@@ -51,13 +50,6 @@ def official_dir() -> Path:
     if not (OFFICIAL_DIR / "vit_t_fixture.pth").is_file():
         pytest.skip(f"golden fixtures not found at {OFFICIAL_DIR}")
     return OFFICIAL_DIR
-
-
-@pytest.fixture(scope="session")
-def coco128_dir() -> Path:
-    if not COCO128_DIR.is_dir():
-        pytest.skip(f"coco128seg data not found at {COCO128_DIR}")
-    return COCO128_DIR
 
 
 @pytest.fixture(scope="session")

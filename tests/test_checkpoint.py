@@ -10,6 +10,15 @@ from fastsam.build_sam import build_sam, sam_model_registry
 from fastsam.checkpoint import guess_model_type
 
 
+@pytest.fixture(scope="module")
+def vit_t_checkpoint(tmp_path_factory):
+    """A bare vit_t state dict in the official key layout (seeded random weights): the form of an official checkpoint."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("checkpoint") / "vit_t.pth"
+    torch.save(build_sam("vit_t").state_dict(), path)
+    return path
+
+
 def test_missing_checkpoint_names_the_path(tmp_path):
     path = tmp_path / "absent.pth"
     with pytest.raises(FileNotFoundError, match="checkpoint file not found: .*absent.pth"):
@@ -26,9 +35,9 @@ def test_corrupt_checkpoint_raises_runtime_error(tmp_path):
     assert "weights_only" not in str(info.value)
 
 
-def test_truncated_checkpoint_raises_runtime_error(fixture_checkpoint, tmp_path):
+def test_truncated_checkpoint_raises_runtime_error(vit_t_checkpoint, tmp_path):
     path = tmp_path / "truncated.pth"
-    path.write_bytes(fixture_checkpoint.read_bytes()[:1_000_000])
+    path.write_bytes(vit_t_checkpoint.read_bytes()[:1_000_000])
     with pytest.raises(RuntimeError, match=r"could not read checkpoint .*truncated.pth: .*torch.save"):
         build_sam("vit_t", checkpoint=path)
 
@@ -50,23 +59,23 @@ def test_state_dict_wrapped_under_model_loads(tmp_path):
         assert torch.equal(loaded.state_dict()[key], tensor), key
 
 
-def test_vit_t_checkpoint_into_vit_b_says_what_it_looks_like(fixture_checkpoint):
-    file_keys = set(torch.load(fixture_checkpoint, map_location="cpu", weights_only=True))
+def test_vit_t_checkpoint_into_vit_b_says_what_it_looks_like(vit_t_checkpoint):
+    file_keys = set(torch.load(vit_t_checkpoint, map_location="cpu", weights_only=True))
     with torch.device("meta"):
         vit_b_keys = set(sam_model_registry["vit_b"]().state_dict())
     missing, unexpected = len(vit_b_keys - file_keys), len(file_keys - vit_b_keys)
     with pytest.raises(ValueError) as info:
-        build_sam("vit_b", checkpoint=fixture_checkpoint)
+        build_sam("vit_b", checkpoint=vit_t_checkpoint)
     message = str(info.value)
-    assert f"checkpoint {fixture_checkpoint} does not match model type 'vit_b'" in message
+    assert f"checkpoint {vit_t_checkpoint} does not match model type 'vit_b'" in message
     assert f"{missing} missing keys (image_encoder.pos_embed, " in message
     assert f"{unexpected} unexpected keys (image_encoder.patch_embed.seq.0.c.weight, " in message
     assert message.endswith("it looks like a 'vit_t' checkpoint")
     assert message.count("\n") == 0
 
 
-def test_shape_mismatch_is_reported(fixture_checkpoint, tmp_path):
-    state = torch.load(fixture_checkpoint, map_location="cpu", weights_only=True)
+def test_shape_mismatch_is_reported(vit_t_checkpoint, tmp_path):
+    state = torch.load(vit_t_checkpoint, map_location="cpu", weights_only=True)
     state["mask_decoder.iou_prediction_head.layers.2.weight"] = torch.zeros(5, 256)
     path = tmp_path / "reshaped.pth"
     torch.save(state, path)

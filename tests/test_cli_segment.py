@@ -28,11 +28,27 @@ def _invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_point_prompt_writes_overlay_and_rle_matching_predictor(small_image, tmp_path, fixture_checkpoint, fixture_model):
+@pytest.fixture()
+def standalone_checkpoint(standalone_dir, tmp_path):
+    """The standalone weights with the image size the trainer would store, so sam-segment builds them at 256 px."""
+    import torch
+
+    import standalone_model
+
+    state = torch.load(standalone_dir / standalone_model.WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    path = tmp_path / "standalone.pth"
+    torch.save({"model": state, "model_type": "vit_t",
+                "config": {"model_type": "vit_t", "img_size": standalone_model.IMAGE_SIZE}}, path)
+    return path
+
+
+def test_point_prompt_writes_overlay_and_rle_matching_predictor(small_image, tmp_path, standalone_checkpoint,
+                                                                standalone_sam):
     from fastsam import SamPredictor
 
     out = tmp_path / "out"
-    result = _invoke(small_image, "--checkpoint", fixture_checkpoint, "--points", "40,30", "--points", "120,90,0", "--out", out)
+    result = _invoke(small_image, "--checkpoint", standalone_checkpoint, "--points", "40,30", "--points", "120,90,0",
+                     "--out", out)
     assert result.exit_code == 0, result.output
     assert "random weights" not in result.output.lower()
     overlay = read_rgb(out / "overlay.png")
@@ -42,7 +58,7 @@ def test_point_prompt_writes_overlay_and_rle_matching_predictor(small_image, tmp
     assert data["image_size"] == [120, 160]
     assert len(data["annotations"]) == 3  # multimask candidates, best first
 
-    predictor = SamPredictor(fixture_model)
+    predictor = SamPredictor(standalone_sam)
     predictor.set_image(read_rgb(small_image))
     masks, scores, _ = predictor.predict(
         point_coords=np.array([[40, 30], [120, 90]], dtype=np.float32), point_labels=np.array([1, 0])

@@ -217,15 +217,67 @@ def test_patterned_style_paints_objects_in_two_colours_and_unknown_styles_fail(t
         generate_synthetic_dataset(tmp_path / "x", num_train=1, num_val=1, size=64, style="striped")
 
 
-def test_real_coco128_layouts_agree(coco128_dir):
-    pairs, _ = load_records(str(coco128_dir / "pairs/val/images"), str(coco128_dir / "pairs/val/masks"), None, "error", "val")
-    every, _ = load_records(str(coco128_dir / "everything/val/image"), str(coco128_dir / "everything/val/mask"),
-                            None, "error", "val")
-    coco, _ = load_records(str(coco128_dir / "coco/val"), None, str(coco128_dir / "coco/val/_annotations.coco.json"),
-                           "error", "val")
-    assert len(pairs) == 40 and len(every) == 25 and len(coco) == 25
-    assert sum(len(r.masks) for r in every) == 135 == sum(len(r.masks) for r in coco)
-    first_every, first_coco = every[0], coco[0]
-    assert first_every.image_path.stem == first_coco.image_path.stem
-    for a, b in zip(first_every.masks, first_coco.masks):
-        assert np.array_equal(a.load(), b.load())
+def _generated_objects(source, split):
+    """{stem: (image, [mask of object 0, 1, ...])} read straight from the generator's file names."""
+    scenes = {}
+    for path in sorted((source / split / "images").glob("*.png")):
+        files = {int(m.stem.rsplit("_", 1)[1]): m for m in (source / split / "masks").glob(f"{path.stem}_*.png")}
+        masks = [np.asarray(Image.open(files[k])) > 0 for k in range(len(files))]
+        scenes[path.stem] = (np.asarray(Image.open(path)), masks)
+    return scenes
+
+
+def _write_three_layouts(scenes, out):
+    """Write generated scenes in the three layouts of coco128seg (../shared/data/coco128seg/README.md):
+    A pairs/{images,masks}/<stem>_<k>.png, one object per pair; B everything/image/<stem>.png +
+    everything/mask/<stem>/object_<k>.png; C coco/<stem>.png + a COCO JSON with compressed-RLE segmentations,
+    annotations in object order."""
+    from pycocotools import mask as mask_utils
+
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "shape"}]}
+    for image_id, (stem, (image, masks)) in enumerate(sorted(scenes.items()), start=1):
+        _png(out / "everything/image" / f"{stem}.png", image)
+        _png(out / "coco" / f"{stem}.png", image)
+        coco["images"].append({"id": image_id, "file_name": f"{stem}.png", "height": image.shape[0],
+                               "width": image.shape[1]})
+        for k, mask in enumerate(masks):
+            mask = mask.astype(np.uint8)
+            _png(out / "pairs/images" / f"{stem}_{k}.png", image)
+            _png(out / "pairs/masks" / f"{stem}_{k}.png", mask * 255)
+            _png(out / "everything/mask" / stem / f"object_{k}.png", mask * 255)
+            rle = mask_utils.encode(np.asfortranarray(mask))
+            coco["annotations"].append({
+                "id": len(coco["annotations"]) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                "area": int(mask.sum()), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+            })
+    (out / "coco/_annotations.coco.json").write_text(json.dumps(coco))
+
+
+def test_generated_set_reads_the_same_in_every_layout(tmp_path):
+    # Up to 12 objects per image: object_10 must come after object_2, as annotation 11 after annotation 3.
+    source = generate_synthetic_dataset(tmp_path / "gen", num_train=1, num_val=3, size=96, objects=(11, 12),
+                                        radius=(0.05, 0.12), seed=2)
+    scenes = _generated_objects(source, "val")
+    assert max(len(masks) for _, masks in scenes.values()) >= 11
+    out = tmp_path / "layouts"
+    _write_three_layouts(scenes, out)
+    pairs, _ = load_records(str(out / "pairs/images"), str(out / "pairs/masks"), None, "error", "val")
+    every, _ = load_records(str(out / "everything/image"), str(out / "everything/mask"), None, "error", "val")
+    coco, _ = load_records(str(out / "coco"), None, str(out / "coco/_annotations.coco.json"), "error", "val")
+    generated, _ = load_records(str(source / "val/images"), str(source / "val/masks"), None, "error", "val")
+    assert len(every) == len(coco) == len(generated) == len(scenes) == 3
+    assert len(pairs) == sum(len(masks) for _, masks in scenes.values())
+    pair_masks = {r.image_path.stem: r.masks for r in pairs}
+    assert all(len(masks) == 1 for masks in pair_masks.values())
+    for records in zip(every, coco, generated):
+        stem = records[0].image_path.stem
+        image, masks = scenes[stem]
+        for record in records:
+            assert record.image_path.stem == stem
+            assert np.array_equal(np.asarray(Image.open(record.image_path)), image)
+            assert len(record.masks) == len(masks)
+            for k, mask in enumerate(masks):
+                assert np.array_equal(record.masks[k].load(), mask), (record.masks[k].name, k)
+        for k, mask in enumerate(masks):
+            assert np.array_equal(pair_masks[f"{stem}_{k}"][0].load(), mask), (stem, k)

@@ -129,10 +129,11 @@ def test_decoder_matches_official_on_golden_embedding(fixture_model, predictor_g
     assert worst_iou <= 1e-4
 
 
-def test_preprocess_normalises_and_pads_bottom_right(fixture_model):
+def test_preprocess_normalises_and_pads_bottom_right():
+    model = build_sam("vit_t")  # preprocessing uses no learned weights
     image = torch.full((3, 10, 20), 200.0)
-    out = fixture_model.preprocess(image)
-    size = fixture_model.image_encoder.img_size
+    out = model.preprocess(image)
+    size = model.image_encoder.img_size
     assert out.shape == (3, size, size)
     expected = (torch.tensor([200.0] * 3) - torch.tensor([123.675, 116.28, 103.53])) / torch.tensor(
         [58.395, 57.12, 57.375]
@@ -140,7 +141,7 @@ def test_preprocess_normalises_and_pads_bottom_right(fixture_model):
     assert torch.allclose(out[:, 5, 7], expected)
     assert out[:, 10:, :].abs().max() == 0 and out[:, :, 20:].abs().max() == 0
     with pytest.raises(ValueError, match="at most 1024x1024"):
-        fixture_model.preprocess(torch.zeros(3, 1025, 10))
+        model.preprocess(torch.zeros(3, 1025, 10))
 
 
 def test_sam_forward_rejects_records_without_image():

@@ -65,10 +65,11 @@ class Predictor:
 
         Arguments:
           point_coords: (N, 2) XY in original pixels; point_labels: (N,) 1 foreground / 0 background.
-          box: (4,) XYXY in original pixels. mask_input: (1, 256, 256) low-res logits of a previous call.
+          box: (4,) XYXY in original pixels. mask_input: (1, L, L) low-res logits of a previous
+          call; L = image_size // 4 (256 at 1024 px).
         Returns:
           masks (C, H, W) bool (float32 logits if return_logits), iou_predictions (C,) float32,
-          low_res_logits (C, 256, 256) float32; C = 3 if multimask_output else 1.
+          low_res_logits (C, L, L) float32; C = 3 if multimask_output else 1.
         """
     def predict_boxes(
         self, boxes: npt.ArrayLike, multimask_output: bool = True, return_logits: bool = False
@@ -76,10 +77,10 @@ class Predictor:
         """Predict masks for B boxes (B, 4) XYXY in original pixels in one decoder call.
 
         Returns:
-          masks (B, C, H, W), iou_predictions (B, C), low_res_logits (B, C, 256, 256).
+          masks (B, C, H, W), iou_predictions (B, C), low_res_logits (B, C, L, L), L = image_size // 4.
         """
     def get_image_embedding(self) -> npt.NDArray[np.float32]:
-        """The (1, 256, 64, 64) float32 embedding of the current image."""
+        """The (1, 256, S, S) float32 embedding of the current image; S = image_size // 16 (64 at 1024 px)."""
     def reset_image(self) -> None: ...
     @property
     def is_image_set(self) -> bool: ...

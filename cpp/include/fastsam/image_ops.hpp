@@ -23,7 +23,7 @@ Image8 resize_bilinear_pil(const uint8_t* pixels, int height, int width, int cha
 // to (out_h, out_w), float32 arithmetic in PyTorch's evaluation order.
 std::vector<float> resize_bilinear_torch(const float* plane, int height, int width, int out_h, int out_w);
 
-// Sam.postprocess_masks for one low-res logit plane (low_h x low_w, usually 256x256): bilinear to
+// Sam.postprocess_masks for one low-res logit plane (low_h x low_w: image_size / 4 square): bilinear to
 // image_size^2, crop to input_size (input_h x input_w), bilinear to original size. Returns orig_h*orig_w logits.
 std::vector<float> postprocess_mask(const float* low_res, int low_h, int low_w, int image_size, int input_h,
                                     int input_w, int orig_h, int orig_w);

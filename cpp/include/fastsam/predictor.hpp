@@ -16,20 +16,20 @@ struct ModelInfo {
   std::string model_type;
   int image_size = 1024;
   float mask_threshold = 0.0f;
-  int low_res_size = 256;      // side of the decoder's low-res logits
+  int low_res_size = 256;      // side of the decoder's low-res logits: image_size / 4
   int embedding_channels = 256;
-  int embedding_size = 64;
+  int embedding_size = 64;     // side of the image embedding: image_size / 16
 };
 
 // Masks of one prompt (or of each prompt of a batch, concatenated): C masks at the original image size.
 struct Prediction {
   int num_masks = 0;                    // C: 3 with multimask_output, else 1
   int height = 0, width = 0;            // original image size
-  int low_res_size = 256;
+  int low_res_size = 256;               // L = image_size / 4 (256 at 1024 px)
   std::vector<uint8_t> masks;           // C*H*W (0/1), empty when return_logits
   std::vector<float> mask_logits;       // C*H*W logits, only when return_logits
   std::vector<float> iou_predictions;   // C
-  std::vector<float> low_res_logits;    // C*256*256
+  std::vector<float> low_res_logits;    // C*L*L
 };
 
 class Predictor {
@@ -52,7 +52,8 @@ class Predictor {
   bool is_image_set() const;
 
   // point_coords: N x (x, y) in original-image pixels; point_labels: N values (1 foreground, 0 background);
-  // box: XYXY in original-image pixels; mask_input: empty or 1x256x256 low-res logits from a previous call.
+  // box: XYXY in original-image pixels; mask_input: empty or 1xLxL low-res logits from a previous call
+  // (L = model_info().low_res_size = image_size / 4, 256 at 1024 px).
   Prediction predict(const std::vector<std::array<float, 2>>& point_coords = {},
                      const std::vector<int>& point_labels = {},
                      const std::optional<std::array<float, 4>>& box = std::nullopt,
@@ -64,8 +65,9 @@ class Predictor {
                                         bool multimask_output = true, bool return_logits = false);
 
   // Low-level batched decode used by the mask generator: B prompts of N points already in the model's
-  // input frame (after apply_coords). Returns iou_predictions (B*4) and low_res_logits (B*4*256*256) of all
-  // four mask tokens (token 0 = single-mask output, 1..3 = multimask outputs).
+  // input frame (after apply_coords). Returns iou_predictions (B*4) and low_res_logits (B*4*L*L, L =
+  // model_info().low_res_size = image_size / 4) of all four mask tokens (token 0 = single-mask output, 1..3 =
+  // multimask outputs).
   void decode_batch(const std::vector<float>& point_coords, const std::vector<float>& point_labels, int batch,
                     int num_points, std::vector<float>& iou_predictions, std::vector<float>& low_res_logits);
 
@@ -84,7 +86,8 @@ class Predictor {
   // Whether decode_batch_selected can skip work (load_split_decoder() succeeded).
   bool has_split_decoder() const;
 
-  // 1 x 256 x 64 x 64 image embedding of the current image.
+  // 1 x 256 x S x S image embedding of the current image (S = model_info().embedding_size = image_size / 16,
+  // 64 at 1024 px).
   std::vector<float> get_image_embedding() const;
 
   const ModelInfo& model_info() const;
