@@ -16,8 +16,9 @@ from pathlib import Path
 
 from ..data.build import load_records
 from ..data.synthetic import generate_synthetic_dataset
-from ..demo_model import BASE_IMAGE_SIZE, base_checkpoint_path, demo_run_dir
+from ..demo_model import base_checkpoint_path, demo_run_dir
 from .config import TrainConfig, apply_overrides, config_from_dict
+from .demo_base import BASE_CONFIG
 from .demo_figures import segment_and_draw
 from .trainer import train
 
@@ -27,24 +28,10 @@ logger = logging.getLogger("fastsam.train")
 DEMO_DATA = {"num_train": 48, "num_val": 8, "size": 256, "objects": (2, 5), "radius": (0.1, 0.3), "seed": 7,
              "style": "patterned"}
 
-# Whole-model finetune at the base model's size; box prompts with some clicks so points keep working.
-DEMO_CONFIG = {
-    "project_name": "demo",
-    "run_name": "finetune",
-    "model_type": "vit_t",
-    "img_size": BASE_IMAGE_SIZE,
-    "freeze": {"image_encoder": False, "prompt_encoder": False, "mask_decoder": False},
-    "cache_embeddings": False,
-    "num_epochs": 4,
-    "batch_size": 4,
-    "learning_rate": 3e-4,
-    "box_jitter": 0.05,
-    "point_prompt_prob": 0.3,
-    "scheduler": {"power": 1.0, "end_lr": 0.0, "warmup_steps": 5},
-    "loss_weights": {"focal": 0.0, "dice": 1.0, "bce": 1.0, "iou": 1.0},
-    "num_val_overlays": 3,
-    "seed": 0,
-}
+# The base model's recipe (whole model, 256 px, boxes and some clicks), shorter and at a lower learning rate.
+DEMO_CONFIG = dict(BASE_CONFIG, project_name="demo", run_name="finetune", num_epochs=4, max_steps_per_epoch=None,
+                   learning_rate=3e-4, point_prompt_prob=0.3, overwrite=False,
+                   scheduler={"power": 1.0, "end_lr": 0.0, "warmup_steps": 5})
 
 
 def demo_config(output_dir: Path, overrides: list[str]) -> TrainConfig:
@@ -90,7 +77,8 @@ def run_demo(output_dir: str | Path, overrides: list[str] = ()) -> dict:
     export_dir = export_best(cfg, cfg.run_dir / "export")
     logger.info("exported the best checkpoint to %s (parity gate passed)", export_dir)
     val_records, _ = load_records(cfg.val_img_dir, cfg.val_mask_dir, None, "skip", "val")
-    figures = segment_and_draw(export_dir, val_records[0], cfg.run_dir)
+    busiest = max(val_records, key=lambda r: len(r.masks))  # the figure shows the most objects
+    figures = segment_and_draw(export_dir, busiest, cfg.run_dir)
     start = _start_miou(cfg.run_dir)
     return dict(record, start_miou=start, train_seconds=train_s, total_seconds=time.perf_counter() - t0,
                 export_dir=str(export_dir), **figures)
