@@ -35,11 +35,6 @@ def demo_run_dir(output_dir: str | Path = "runs") -> Path:
     return Path(output_dir) / "demo" / "finetune"
 
 
-def demo_export_dir(output_dir: str | Path = "runs") -> Path:
-    """The exported model of the latest demo run (manifest.json + .onnx files), if the demo has run."""
-    return demo_run_dir(output_dir) / "export"
-
-
 def default_demo_checkpoint(output_dir: str | Path = "runs") -> tuple[Path, str]:
     """The model the demo commands use when none is given: the demo run's finetuned checkpoint if
     `sam-train --demo` has run (into `output_dir`), else the committed base model.

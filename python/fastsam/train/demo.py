@@ -47,13 +47,14 @@ def demo_config(output_dir: Path, overrides: list[str]) -> TrainConfig:
 
 def export_best(cfg: TrainConfig, export_dir: Path) -> Path:
     """Export the run's best checkpoint with the parity gate (raises ParityError on a mismatch)."""
-    from ..build_sam import sam_model_registry
     from ..export.pipeline import ExportOptions, run_export
+    from ..export.settings import build_model
 
-    sam = sam_model_registry[cfg.model_type](checkpoint=cfg.run_dir / "best_model.pth", image_size=cfg.img_size)
+    # Built as sam-export builds it: the checkpoint's stored image size, model type and mask threshold.
+    sam, _ = build_model(str(cfg.run_dir / "best_model.pth"))
     lines: list[str] = []
-    run_export(sam.eval(), ExportOptions(output_dir=export_dir, model_type=cfg.model_type,
-                                        extra_manifest={"checkpoint": "best_model.pth"}), log=lines.append)
+    run_export(sam, ExportOptions(output_dir=export_dir, model_type=cfg.model_type,
+                                  extra_manifest={"checkpoint": "best_model.pth"}), log=lines.append)
     for line in lines:
         logger.debug(line)
     return export_dir

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.records import SampleRecord
+from ..export.quantize import mask_iou
 from ..image_io import read_rgb, write_png
 from ..visualize import overlay_masks, side_by_side, upscale
 
@@ -27,11 +28,6 @@ def panel(image: np.ndarray, masks: list[np.ndarray], title: str, boxes=(), poin
     """One titled overlay, enlarged by ZOOM (prompts scaled with it)."""
     return overlay_masks(upscale(image, ZOOM), [upscale(m, ZOOM) for m in masks], title=title,
                          boxes=[np.asarray(b) * ZOOM for b in boxes], points=[np.asarray(p) * ZOOM for p in points])
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def tight_box(mask: np.ndarray) -> np.ndarray:
