@@ -308,6 +308,14 @@ def test_call_order_and_prompt_errors(standalone_dir, scenes):
         predictor.predict(box=[50, 50, 10, 10])
     with pytest.raises(ValueError, match="image_format"):
         predictor.set_image(small, image_format="RGBA")
+    # Prompts outside the 96 x 64 image (swapped XY, another image's coordinates) are refused, not decoded.
+    with pytest.raises(ValueError, match=r"is outside the 96x64 image"):
+        predictor.predict(point_coords=[[10, 80]], point_labels=[1])
+    with pytest.raises(ValueError, match=r"is outside the 96x64 image"):
+        predictor.predict(box=[10, 10, 120, 40])
+    with pytest.raises(ValueError, match=r"is outside the 96x64 image"):
+        predictor.predict(point_coords=[[float("nan"), 10]], point_labels=[1])
+    assert predictor.predict(point_coords=[[96, 64]], point_labels=[1])[0].shape == (3, 64, 96)  # edges are inside
     predictor.reset_image()
     assert not predictor.is_image_set
 
