@@ -15,7 +15,8 @@ import pytest
 
 from fastsam.data.synthetic import make_scene
 from fastsam.demo_model import BASE_IMAGE_SIZE, base_checkpoint_path
-from fastsam.train.demo_figures import inner_point, mask_iou, tight_box
+from fastsam.train.demo_figures import inner_point, tight_box
+from fastsam.utils.mask_metrics import mask_iou
 
 
 def _scenes(count: int, seed: int, style: str):

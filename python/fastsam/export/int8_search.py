@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..utils.mask_metrics import mask_iou
 from . import io_spec, quantize
 
 _ENCODER_GROUP = re.compile(r"^/image_encoder/(layers\.\d+)/blocks\.\d+/(attn/qkv|attn/proj|mlp/fc1|mlp/fc2)/")
@@ -260,7 +261,7 @@ class CalibrationScorer:
         decoder = self._int8_decoder(excluded - encoder_groups)
         ious = []
         for embedding, image, references in zip(self._int8_embeddings(encoder_groups), self._images, self._references):
-            ious += [quantize.mask_iou(ref, got) for ref, got in zip(references, self._masks(decoder, embedding, image))]
+            ious += [mask_iou(ref, got) for ref, got in zip(references, self._masks(decoder, embedding, image))]
         return float(np.mean(ious))
 
 

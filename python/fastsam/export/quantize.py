@@ -35,6 +35,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..utils.mask_metrics import mask_iou
 from . import io_spec
 
 ENCODER_OPS_TO_QUANTIZE = ("MatMul", "Gemm")
@@ -204,12 +205,6 @@ def _box_feed(box: np.ndarray, embedding: np.ndarray, orig_hw: tuple[int, int]) 
         io_spec.HAS_MASK_INPUT: np.zeros(1, dtype=np.float32),
         io_spec.ORIG_IM_SIZE: np.array(orig_hw, dtype=np.float32),
     }
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean masks; two empty masks agree perfectly (1.0)."""
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def _median_seconds(func: Callable[[], object], repeats: int) -> float:

@@ -10,10 +10,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ..data.prompts import mask_to_box
 from ..data.records import SampleRecord
-from ..export.quantize import mask_iou
 from ..image_io import read_rgb, write_png
+from ..utils.mask_metrics import mask_iou
 from ..visualize import overlay_masks, side_by_side, upscale
 
 logger = logging.getLogger("fastsam.train")
@@ -31,8 +33,8 @@ def panel(image: np.ndarray, masks: list[np.ndarray], title: str, boxes=(), poin
 
 
 def tight_box(mask: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
+    """The box prompt the trainer derives from a ground-truth mask (without jitter)."""
+    return mask_to_box(torch.from_numpy(np.asarray(mask, dtype=bool))).numpy()
 
 
 def inner_point(mask: np.ndarray) -> np.ndarray:
