@@ -10,7 +10,7 @@ from fastsam.data.build import load_records
 from fastsam.data.dataset import PromptSettings, SamDataset
 from fastsam.data.synthetic import generate_synthetic_dataset
 from fastsam.train.embedding_cache import EmbeddingCache, model_identity
-from fastsam.train.trainer import embed_images
+from fastsam.train.embedding_cache import embed_images
 
 
 @pytest.mark.slow

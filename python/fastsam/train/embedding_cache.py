@@ -3,7 +3,8 @@
 Keyed by (file content SHA-1, model identity): the identity hashes the encoder's weights and the input
 size, so a changed checkpoint or img_size never reuses stale embeddings. Entries live in memory and,
 when a directory is given, also on disk as <directory>/<identity>/<digest>.pt, so later runs (and a
-resumed run) skip the encoder from their first epoch.
+resumed run) skip the encoder from their first epoch. `embed_images` is the one way the training loop gets
+embeddings: from this cache where it can, from the encoder otherwise.
 """
 from __future__ import annotations
 
@@ -87,3 +88,34 @@ class EmbeddingCache:
             logger.warning("embedding cache: ignoring %s (not a (C, h, w) tensor)", path)
             return None
         return value
+
+
+def embed_images(sam: nn.Module, items: list[dict], cache: EmbeddingCache | None, device: torch.device) -> list[torch.Tensor]:
+    """Image embeddings (C, h, w) for each item, from the cache where possible.
+
+    With a cache, misses are encoded one image at a time so an embedding never depends on which images
+    shared its batch (keeps cached and resumed runs bit-identical).
+    """
+    out: list[torch.Tensor | None] = [None] * len(items)
+    if cache is not None:
+        for i, item in enumerate(items):
+            hit = cache.get(item["digest"])
+            out[i] = None if hit is None else hit.to(device)
+        for i, item in enumerate(items):
+            if out[i] is None:
+                if item["image"] is None:
+                    raise RuntimeError(f"embedding cache lost the entry of {item['image_path']} while images were "
+                                       "not being loaded (was the cache directory emptied during the run?)")
+                emb = sam.image_encoder(sam.preprocess(item["image"].to(device))[None])[0]
+                cache.put(item["digest"], emb)
+                out[i] = emb
+        return out
+    images = torch.stack([sam.preprocess(item["image"].to(device)) for item in items])
+    return list(sam.image_encoder(images))
+
+
+def load_images_only_on_misses(cache: EmbeddingCache | None, *datasets) -> None:
+    """Let datasets (with `load_images` and `digests()`) skip reading photos while the cache holds every
+    one of their embeddings."""
+    for ds in datasets:
+        ds.load_images = cache is None or not all(cache.contains(d) for d in ds.digests())

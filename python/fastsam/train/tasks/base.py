@@ -1,0 +1,46 @@
+"""The seam between the one training loop and what a training task does differently.
+
+The loop (train/trainer.py) owns everything both tasks share: data loaders, resume, DDP, AMP, the stage
+schedule, graceful stop, checkpoints and run outputs. A task owns the rest: how a dataset item looks, how
+one image is decoded and scored for the loss, how validation scores one image, and what its previews show.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ...data.records import SampleRecord
+from ..config import LossWeights
+from ..run_outputs import RunOutputs
+
+
+class Task(Protocol):
+    """One training task. Implementations: tasks/prompt.py ("prompt"), tasks/everything.py ("everything")."""
+
+    # Names of the per-step loss terms image_loss returns; logged as train_<name> in metrics.jsonl.
+    loss_terms: tuple[str, ...]
+    # Length of the float64 vector validate_image returns.
+    num_sums: int
+
+    def datasets(self, train_records: list[SampleRecord], val_records: list[SampleRecord]) -> tuple[Dataset, Dataset]:
+        """(train, val) datasets; both have `set_epoch`, `digests()` and a `load_images` flag (embedding cache)."""
+
+    def image_loss(self, sam: nn.Module, embedding: torch.Tensor, item: dict, weights: LossWeights,
+                   device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(scalar loss of one image, {term: scalar} for every name in loss_terms)."""
+
+    def validate_image(self, sam: nn.Module, embedding: torch.Tensor, item: dict, device: torch.device,
+                       preview: bool) -> tuple[torch.Tensor, dict | None]:
+        """(float64 vector of sums this image adds to the validation totals, a preview dict when asked)."""
+
+    def metrics(self, sums: torch.Tensor) -> dict:
+        """Validation figures from the totals over every rank; "miou" is the one the best checkpoint follows."""
+
+    def describe(self, val: dict) -> str:
+        """One log-line fragment of the validation figures, starting with "val mIoU"."""
+
+    def write_previews(self, outputs: RunOutputs, previews: list[dict], epoch: int) -> None:
+        """Write the previews of a validation after `epoch` epochs (0 = the starting weights)."""
