@@ -1,0 +1,118 @@
+"""Forward hooks that record what one SAM model's prompt encoder and mask decoder saw and produced.
+
+Hooks, not changes to modeling/: the deployed model stays the official one, and a run without
+distillation installs nothing. What is recorded is only what the enabled terms need.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class DecoderCall:
+    """One prompt-encoder + mask-decoder pass (one image's prompts, or one chunk of them)."""
+
+    points: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # (coords (B, N, 2), labels (B, N)), model frame
+    boxes: Optional[torch.Tensor] = None  # (B, 4) XYXY, model frame
+    masks: Optional[torch.Tensor] = None  # (B, 1, 4h, 4w) mask-input logits
+    multimask_output: bool = False
+    logits: Optional[torch.Tensor] = None  # (B, M, 4h, 4w) low-res mask logits as the decoder returned them
+    tokens: Optional[torch.Tensor] = None  # (B, T, C) decoder transformer output tokens: IoU, mask tokens, prompts
+    attention: list[torch.Tensor] = field(default_factory=list)  # per layer (B, heads, T, h*w) token-to-image
+
+
+def _argument(name: str, position: int, args: tuple, kwargs: dict):
+    return kwargs[name] if name in kwargs else (args[position] if len(args) > position else None)
+
+
+def token_to_image_attention(module: nn.Module, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The softmax attention map an `Attention` module computes from (q, k), (B, heads, Nq, Nk).
+
+    Recomputed from the module's inputs and projections (the module returns only its output); the same
+    formula as modeling/transformer.Attention, so the map is the one the forward pass used.
+    """
+    qh = module._separate_heads(module.q_proj(q))
+    kh = module._separate_heads(module.k_proj(k))
+    scale = math.sqrt(module.internal_dim // module.num_heads)
+    return torch.softmax(qh @ kh.transpose(-2, -1) / scale, dim=-1)
+
+
+class DecoderCapture:
+    """Records a DecoderCall per mask-decoder pass of `sam` while `recording()` is active.
+
+    Arguments:
+      tokens: also keep the decoder transformer's output tokens (prompt_embed, decoder_mask_token).
+      attention: also keep the token-to-image attention maps of every transformer layer (attention term).
+    """
+
+    def __init__(self, sam: nn.Module, *, tokens: bool, attention: bool):
+        self.calls: list[DecoderCall] = []
+        self._recording = False
+        self._pending: DecoderCall | None = None
+        decoder = sam.mask_decoder
+        self._handles = [
+            sam.prompt_encoder.register_forward_pre_hook(self._on_prompts, with_kwargs=True),
+            decoder.register_forward_pre_hook(self._on_decoder_start, with_kwargs=True),
+            decoder.register_forward_hook(self._on_decoder_end, with_kwargs=True),
+        ]
+        transformer = decoder.transformer
+        if tokens:
+            self._handles.append(transformer.register_forward_hook(self._on_tokens))
+        if attention:
+            for module in [layer.cross_attn_token_to_image for layer in transformer.layers] + [
+                    transformer.final_attn_token_to_image]:
+                self._handles.append(module.register_forward_hook(self._on_attention, with_kwargs=True))
+
+    @contextmanager
+    def recording(self):
+        """Record the passes made inside the block (validation and other passes outside stay unrecorded)."""
+        self._recording, self._pending = True, None
+        try:
+            yield self
+        finally:
+            self._recording = False
+
+    def take(self) -> list[DecoderCall]:
+        """The calls recorded since the last take (and forget them)."""
+        calls, self.calls = self.calls, []
+        return calls
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _on_prompts(self, module, args, kwargs):
+        if self._recording:
+            self._pending = DecoderCall(points=_argument("points", 0, args, kwargs),
+                                        boxes=_argument("boxes", 1, args, kwargs),
+                                        masks=_argument("masks", 2, args, kwargs))
+
+    def _on_decoder_start(self, module, args, kwargs):
+        if not self._recording:
+            return
+        if self._pending is None:
+            raise RuntimeError("distillation: the mask decoder ran without a prompt-encoder pass before it; "
+                               "the teacher needs the raw prompts to decode the same ones")
+        self._pending.multimask_output = bool(_argument("multimask_output", 4, args, kwargs))
+        self.calls.append(self._pending)
+        self._pending = None
+
+    def _on_decoder_end(self, module, args, kwargs, output):
+        if self._recording:
+            self.calls[-1].logits = output[0]
+
+    def _on_tokens(self, module, args, output):
+        if self._recording:
+            self.calls[-1].tokens = output[0]
+
+    def _on_attention(self, module, args, kwargs, output):
+        if self._recording:
+            q, k = _argument("q", 0, args, kwargs), _argument("k", 1, args, kwargs)
+            self.calls[-1].attention.append(token_to_image_attention(module, q, k))
