@@ -1,5 +1,5 @@
 """``sam-extract-features``: run a teacher image encoder over the training images and save one block's
-features per image (plus a manifest) for feature distillation in sam-train."""
+features and the final image embedding per image (plus a manifest) for distillation in sam-train."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +11,8 @@ from .params import version_option
 
 
 def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict:
-    """Save teacher block ``cfg.distill_feature_level`` features of every image in `image_dir`.
+    """Save teacher block ``cfg.distill_feature_level`` features (``<stem>.pt``) and the final image embedding
+    (``<stem>.embedding.pt``) of every image in `image_dir`.
 
     Arguments:
       cfg: TrainConfig (teacher_model_type, teacher_checkpoint, distill_feature_level, img_size).
@@ -27,6 +28,7 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
     from ..data.folder import IMAGE_SUFFIXES
     from ..data.geometry import resize_image
     from ..train.distill import FeatureHook, feature_blocks, resolve_level, write_manifest
+    from ..train.distillation.teacher import EMBEDDING_SUFFIX
 
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     if not image_dir.is_dir():
@@ -50,11 +52,14 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
             with Image.open(path) as img:
                 rgb = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float()
             x = teacher.preprocess(resize_image(rgb, cfg.img_size))[None]
-            teacher.image_encoder(x)
+            embedding = teacher.image_encoder(x)[0].to(torch.float16).contiguous()
             feats = hook.output[0].to(torch.float16).contiguous()
             torch.save(feats, output_dir / f"{path.stem}.pt")
+            # The final embedding too: distillation.teacher.embeddings_dir then skips the teacher's encoder.
+            torch.save(embedding, output_dir / f"{path.stem}{EMBEDDING_SUFFIX}")
             manifest["images"][path.stem] = file_digest(path)
             manifest["shape"] = list(feats.shape)
+            manifest["embedding_shape"] = list(embedding.shape)
     hook.remove()
     write_manifest(output_dir, manifest)
     return manifest

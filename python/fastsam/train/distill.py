@@ -78,11 +78,12 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: int, img_size: int) -> dict:
+def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: int | None, img_size: int) -> dict:
     """Read the manifest and refuse features made with other settings than this run's.
 
     Arguments:
-      feature_level: the run's distill_feature_level, possibly negative (resolved with the manifest's block count).
+      feature_level: the run's distill_feature_level, possibly negative (resolved with the manifest's block count);
+        None when only the final image embeddings are used (distillation.teacher.embeddings_dir).
     Returns:
       The manifest dict.
     """
@@ -92,11 +93,12 @@ def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: i
         raise FileNotFoundError(f"teacher features folder {folder} has no {MANIFEST_NAME}; "
                                 "create it with sam-extract-features")
     manifest = json.loads(path.read_text())
-    level = feature_level % manifest["num_blocks"] if -manifest["num_blocks"] <= feature_level < manifest["num_blocks"] else None
+    count = manifest["num_blocks"]
+    level = feature_level % count if feature_level is not None and -count <= feature_level < count else None
     wrong = []
     if manifest["teacher_model_type"] != teacher_model_type:
         wrong.append(f"teacher_model_type {manifest['teacher_model_type']!r} (run: {teacher_model_type!r})")
-    if manifest["feature_level"] != level:
+    if feature_level is not None and manifest["feature_level"] != level:
         wrong.append(f"feature_level {manifest['feature_level']} (run: distill_feature_level={feature_level})")
     if manifest["img_size"] != img_size:
         wrong.append(f"img_size {manifest['img_size']} (run: {img_size})")
@@ -106,8 +108,11 @@ def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: i
     return manifest
 
 
-def load_teacher_features(folder: Path, manifest: dict, image_path: str, digest: str) -> torch.Tensor:
-    """The (C, h, w) float32 teacher features of one image; refuses missing or stale (image edited) files."""
+def load_teacher_features(folder: Path, manifest: dict, image_path: str, digest: str, suffix: str = ".pt") -> torch.Tensor:
+    """The (C, h, w) float32 teacher features of one image; refuses missing or stale (image edited) files.
+
+    suffix: ".pt" for the block features, ".embedding.pt" for the final image embeddings.
+    """
     stem = Path(image_path).stem
     recorded = manifest["images"].get(stem)
     if recorded is None:
@@ -115,4 +120,4 @@ def load_teacher_features(folder: Path, manifest: dict, image_path: str, digest:
     if recorded != digest:
         raise ValueError(f"teacher features for {image_path} were made from different image content; "
                          "re-run sam-extract-features")
-    return torch.load(Path(folder) / f"{stem}.pt", map_location="cpu", weights_only=True).float()
+    return torch.load(Path(folder) / f"{stem}{suffix}", map_location="cpu", weights_only=True).float()
