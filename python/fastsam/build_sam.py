@@ -8,6 +8,7 @@ from typing import Callable
 from torch import nn
 
 from .checkpoint import load_checkpoint
+from .model_types import MODEL_TYPES  # noqa: F401  (re-exported: callers import it from here)
 from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
 
 PROMPT_EMBED_DIM = 256
@@ -128,9 +129,6 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "vit_h": build_sam_vit_h,
     "default": build_sam_vit_h,  # as in segment-anything
 }
-
-# The architectures themselves (the registry's "default" is an alias of vit_h); commands offer these.
-MODEL_TYPES: tuple[str, ...] = ("vit_t", "vit_b", "vit_l", "vit_h")
 
 
 def build_sam(model_type: str, checkpoint: str | os.PathLike | None = None) -> Sam:

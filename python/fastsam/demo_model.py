@@ -35,6 +35,11 @@ def demo_run_dir(output_dir: str | Path = "runs") -> Path:
     return Path(output_dir) / "demo" / "finetune"
 
 
+def demo_export_dir(output_dir: str | Path = "runs") -> Path:
+    """Where `sam-train --demo --output-dir output_dir` exports its best checkpoint (the runtime's demo model)."""
+    return demo_run_dir(output_dir) / "export"
+
+
 def default_demo_checkpoint(output_dir: str | Path = "runs") -> tuple[Path, str]:
     """The model the demo commands use when none is given: the demo run's finetuned checkpoint if
     `sam-train --demo` has run (into `output_dir`), else the committed base model.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..build_sam import MODEL_TYPES
+from ..model_types import MODEL_TYPES
 
 
 class PointType(click.ParamType):
