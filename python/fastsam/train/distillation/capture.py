@@ -16,14 +16,18 @@ from torch import nn
 
 @dataclass
 class DecoderCall:
-    """One prompt-encoder + mask-decoder pass (one image's prompts, or one chunk of them)."""
+    """One prompt-encoder + decoder-transformer pass (one image's prompts, or one chunk of them).
+
+    Recorded at the transformer, which every decoding path runs (MaskDecoder.forward, or a training task
+    that upscales only some prompts); mask logits are rebuilt from it on demand (`mask_logits`).
+    """
 
     points: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # (coords (B, N, 2), labels (B, N)), model frame
     boxes: Optional[torch.Tensor] = None  # (B, 4) XYXY, model frame
     masks: Optional[torch.Tensor] = None  # (B, 1, 4h, 4w) mask-input logits
-    multimask_output: bool = False
-    logits: Optional[torch.Tensor] = None  # (B, M, 4h, 4w) low-res mask logits as the decoder returned them
-    tokens: Optional[torch.Tensor] = None  # (B, T, C) decoder transformer output tokens: IoU, mask tokens, prompts
+    grid: tuple[int, int] = (0, 0)  # (h, w) of the image embedding
+    tokens: Optional[torch.Tensor] = None  # (B, T, C) output tokens: IoU token, mask tokens, prompt tokens
+    image_tokens: Optional[torch.Tensor] = None  # (B, h*w, C) the transformer's output image tokens
     attention: list[torch.Tensor] = field(default_factory=list)  # per layer (B, heads, T, h*w) token-to-image
 
 
@@ -43,27 +47,35 @@ def token_to_image_attention(module: nn.Module, q: torch.Tensor, k: torch.Tensor
     return torch.softmax(qh @ kh.transpose(-2, -1) / scale, dim=-1)
 
 
+def mask_logits(decoder: nn.Module, call: DecoderCall) -> torch.Tensor:
+    """Low-res logits (B, num_mask_tokens, 4h, 4w) of every mask token of a recorded pass, computed from the
+    transformer outputs with the decoder's own upscaling and hypernetworks (as MaskDecoder.predict_masks)."""
+    b, _, c = call.image_tokens.shape
+    src = call.image_tokens.transpose(1, 2).reshape(b, c, *call.grid)
+    upscaled = decoder.output_upscaling(src)
+    mask_tokens = call.tokens[:, 1:1 + decoder.num_mask_tokens]  # token 0 is the IoU token
+    hyper = torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+    return (hyper @ upscaled.flatten(2)).view(b, hyper.shape[1], *upscaled.shape[-2:])
+
+
 class DecoderCapture:
-    """Records a DecoderCall per mask-decoder pass of `sam` while `recording()` is active.
+    """Records a DecoderCall per decoder-transformer pass of `sam` while `recording()` is active.
 
     Arguments:
-      tokens: also keep the decoder transformer's output tokens (prompt_embed, decoder_mask_token).
-      attention: also keep the token-to-image attention maps of every transformer layer (attention term).
+      attention: also keep the token-to-image attention maps of every transformer layer (costs a
+        recomputation of each map, so only when the attention term is on).
     """
 
-    def __init__(self, sam: nn.Module, *, tokens: bool, attention: bool):
+    def __init__(self, sam: nn.Module, *, attention: bool):
         self.calls: list[DecoderCall] = []
         self._recording = False
         self._pending: DecoderCall | None = None
-        decoder = sam.mask_decoder
+        transformer = sam.mask_decoder.transformer
         self._handles = [
             sam.prompt_encoder.register_forward_pre_hook(self._on_prompts, with_kwargs=True),
-            decoder.register_forward_pre_hook(self._on_decoder_start, with_kwargs=True),
-            decoder.register_forward_hook(self._on_decoder_end, with_kwargs=True),
+            transformer.register_forward_pre_hook(self._on_transformer_start, with_kwargs=True),
+            transformer.register_forward_hook(self._on_transformer_end),
         ]
-        transformer = decoder.transformer
-        if tokens:
-            self._handles.append(transformer.register_forward_hook(self._on_tokens))
         if attention:
             for module in [layer.cross_attn_token_to_image for layer in transformer.layers] + [
                     transformer.final_attn_token_to_image]:
@@ -94,23 +106,19 @@ class DecoderCapture:
                                         boxes=_argument("boxes", 1, args, kwargs),
                                         masks=_argument("masks", 2, args, kwargs))
 
-    def _on_decoder_start(self, module, args, kwargs):
+    def _on_transformer_start(self, module, args, kwargs):
         if not self._recording:
             return
         if self._pending is None:
             raise RuntimeError("distillation: the mask decoder ran without a prompt-encoder pass before it; "
                                "the teacher needs the raw prompts to decode the same ones")
-        self._pending.multimask_output = bool(_argument("multimask_output", 4, args, kwargs))
+        self._pending.grid = tuple(_argument("image_embedding", 0, args, kwargs).shape[-2:])
         self.calls.append(self._pending)
         self._pending = None
 
-    def _on_decoder_end(self, module, args, kwargs, output):
+    def _on_transformer_end(self, module, args, output):
         if self._recording:
-            self.calls[-1].logits = output[0]
-
-    def _on_tokens(self, module, args, output):
-        if self._recording:
-            self.calls[-1].tokens = output[0]
+            self.calls[-1].tokens, self.calls[-1].image_tokens = output
 
     def _on_attention(self, module, args, kwargs, output):
         if self._recording:

@@ -57,9 +57,9 @@ class DecoderMaskTokenConfig:
 
 @dataclass(frozen=True)
 class DenseMaskLogitsConfig:
-    """The student's low-res mask logits vs the teacher's for the same prompts, candidate for candidate:
-    w_kl * per-pixel Bernoulli KL + w_focal * focal(gamma) against the teacher's probabilities. Off by
-    default: the teacher's decoder then also upscales masks each step."""
+    """The student's low-res mask logits vs the teacher's for the same prompts, mask token for mask token (the
+    candidate the task trains is one of them): w_kl * per-pixel Bernoulli KL + w_focal * focal(gamma) against
+    the teacher's probabilities. Off by default: it upscales every prompt's masks once more on both sides."""
 
     enable: bool = False
     w_kl: float = 1.0

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import terms as T
-from .capture import DecoderCall, DecoderCapture
+from .capture import DecoderCall, DecoderCapture, mask_logits
 from .config import DistillationConfig, enabled_modules
 from .teacher import Teacher
 
@@ -41,25 +41,19 @@ class DistillationStack:
     Arguments:
       cfg: the `distillation` block.
       student: the student Sam (hooks are installed on its prompt encoder and mask decoder).
-      teacher: the frozen teacher (built with the same recording needs, see `needs`).
+      teacher: the frozen teacher (recording attention maps when the attention term is on).
     """
 
     def __init__(self, cfg: DistillationConfig, student: nn.Module, teacher: Teacher):
         self.cfg = cfg
         self.modules = enabled_modules(cfg)
         self.term_names = tuple(name for name, (module, _) in TERM_WEIGHTS.items() if module in self.modules)
-        tokens, attention = self.needs(cfg)
-        self.capture = DecoderCapture(student, tokens=tokens, attention=attention)
+        self.capture = DecoderCapture(student, attention="attention" in self.modules)
         self.teacher = teacher
+        self.student_decoder = student.mask_decoder
         self.num_mask_tokens = student.mask_decoder.num_mask_tokens
         # RKD samples tokens with its own generator so that turning it on does not shift the data order.
         self.generator = torch.Generator().manual_seed(0)
-
-    @staticmethod
-    def needs(cfg: DistillationConfig) -> tuple[bool, bool]:
-        """(record decoder tokens, record attention maps) for the enabled modules."""
-        modules = enabled_modules(cfg)
-        return ("prompt_embed" in modules or "decoder_mask_token" in modules), "attention" in modules
 
     def recording(self):
         """Record the student's decoder passes made inside the block."""
@@ -103,9 +97,12 @@ class DistillationStack:
             out["decoder_mask_token_kl"] = T.kl_with_temperature(
                 student.tokens[:, mask_tokens], teacher.tokens[:, mask_tokens], self.cfg.decoder_mask_token.temperature)
         if "dense_mask_logits" in self.modules:
-            out["dense_mask_logits_kl"] = T.binary_kl(student.logits, teacher.logits)
-            out["dense_mask_logits_focal"] = T.focal_to_teacher(student.logits, teacher.logits,
-                                                                self.cfg.dense_mask_logits.gamma)
+            # Every mask token's logits, token for token (the candidate the task chose is among them): a
+            # task may upscale only some prompts, so both sides are rebuilt from their transformer outputs.
+            s = mask_logits(self.student_decoder, student)
+            t = mask_logits(self.teacher.sam.mask_decoder, teacher)
+            out["dense_mask_logits_kl"] = T.binary_kl(s, t)
+            out["dense_mask_logits_focal"] = T.focal_to_teacher(s, t, self.cfg.dense_mask_logits.gamma)
         if "attention" in self.modules:
             out["attention_kl"] = torch.stack([T.distribution_kl(s, t) for s, t in
                                                zip(student.attention, teacher.attention, strict=True)]).mean()

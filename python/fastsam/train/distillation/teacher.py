@@ -37,13 +37,13 @@ class Teacher:
       embeddings_dir: a sam-extract-features folder holding the teacher's image embeddings, or None to run
         the teacher's image encoder on each item's image.
       model_type: the registry name, checked against the embeddings folder's manifest.
-      tokens, attention: record what the enabled terms need (see DecoderCapture).
+      attention: record the token-to-image attention maps (the attention term).
     """
 
     def __init__(self, sam: nn.Module, *, img_size: int, embeddings_dir: str | Path | None, model_type: str,
-                 tokens: bool, attention: bool):
+                 attention: bool):
         self.sam = freeze_teacher(sam)
-        self.capture = DecoderCapture(self.sam, tokens=tokens, attention=attention)
+        self.capture = DecoderCapture(self.sam, attention=attention)
         self.folder = None if embeddings_dir is None else Path(embeddings_dir)
         self.manifest = None
         if self.folder is not None:
@@ -67,19 +67,19 @@ class Teacher:
     @torch.no_grad()
     def decode(self, call: DecoderCall, embedding: torch.Tensor) -> DecoderCall:
         """Decode the prompts of a student's call on the teacher's (C, h, w) embedding; returns the teacher's
-        call (logits, and tokens / attention where recorded)."""
+        call (tokens, image tokens, and attention maps where recorded)."""
         sam = self.sam
         with self.capture.recording():
             sparse, dense = sam.prompt_encoder(points=call.points, boxes=call.boxes, masks=call.masks)
             sam.mask_decoder(image_embeddings=embedding[None], image_pe=sam.prompt_encoder.get_dense_pe(),
                              sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                             multimask_output=call.multimask_output)
+                             multimask_output=True)
         (teacher_call,) = self.capture.take()
         return teacher_call
 
 
 def build_teacher(model_type: str, checkpoint: str | None, *, img_size: int, embeddings_dir: str | None,
-                  device: torch.device, tokens: bool, attention: bool) -> Teacher:
+                  device: torch.device, attention: bool) -> Teacher:
     """A registry teacher at the run's input size with `checkpoint` loaded (random weights are warned about)."""
     if model_type not in sam_model_registry:
         raise ValueError(f"unknown teacher model type {model_type!r}; expected one of {sorted(sam_model_registry)}")
@@ -91,4 +91,4 @@ def build_teacher(model_type: str, checkpoint: str | None, *, img_size: int, emb
         # Only the prompt encoder and decoder run: drop the encoder's memory (a vit_h encoder is 2.5 GB).
         sam.image_encoder = nn.Identity()
     return Teacher(sam, img_size=img_size, embeddings_dir=embeddings_dir, model_type=model_type,
-                   tokens=tokens, attention=attention)
+                   attention=attention)
