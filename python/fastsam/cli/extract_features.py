@@ -15,7 +15,8 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
     (``<stem>.embedding.pt``) of every image in `image_dir`.
 
     Arguments:
-      cfg: TrainConfig (teacher_model_type, teacher_checkpoint, distill_feature_level, img_size).
+      cfg: TrainConfig (distillation.teacher when the block is on, else teacher_model_type and
+        teacher_checkpoint; distill_feature_level, img_size).
     Returns:
       The manifest written to `output_dir`/manifest.json.
     """
@@ -36,15 +37,19 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
     images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise ValueError(f"--image-dir {image_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    if cfg.teacher_checkpoint is None:
+    # The distillation block names its own teacher; the flat teacher_* keys serve use_distill runs.
+    block = cfg.distillation.teacher if cfg.distillation.enable else None
+    model_type = block.model_type if block else cfg.teacher_model_type
+    checkpoint = block.checkpoint if block else cfg.teacher_checkpoint
+    if checkpoint is None:
         logging.getLogger("fastsam.train").warning(
-            "NO teacher_checkpoint: the teacher %s has RANDOM weights; its features teach nothing", cfg.teacher_model_type)
-    teacher = sam_model_registry[cfg.teacher_model_type](checkpoint=cfg.teacher_checkpoint, image_size=cfg.img_size)
+            "NO teacher checkpoint: the teacher %s has RANDOM weights; its features teach nothing", model_type)
+    teacher = sam_model_registry[model_type](checkpoint=checkpoint, image_size=cfg.img_size)
     teacher.eval()
     level = resolve_level(teacher.image_encoder, cfg.distill_feature_level, "distill_feature_level")
     hook = FeatureHook(teacher.image_encoder, level)
     output_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"teacher_model_type": cfg.teacher_model_type, "teacher_checkpoint": cfg.teacher_checkpoint,
+    manifest = {"teacher_model_type": model_type, "teacher_checkpoint": checkpoint,
                 "feature_level": level, "num_blocks": len(feature_blocks(teacher.image_encoder)),
                 "img_size": cfg.img_size, "images": {}}
     with torch.no_grad():
@@ -67,11 +72,13 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="The training config (teacher_model_type, teacher_checkpoint, distill_feature_level, img_size).")
+              help="The training config (distillation.teacher or teacher_model_type/teacher_checkpoint, "
+                   "distill_feature_level, img_size).")
 @click.option("--image-dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Training images to run the teacher over.")
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="Where the per-image features and manifest.json go (train_img_dir_teacher_features).")
+              help="Where the per-image features, embeddings and manifest.json go (train_img_dir_teacher_features "
+                   "or distillation.teacher.embeddings_dir).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (as in sam-train).")
 @version_option
 def main(config_path: str, image_dir: str, output_dir: str, overrides: tuple[str, ...]) -> None:
@@ -85,7 +92,7 @@ def main(config_path: str, image_dir: str, output_dir: str, overrides: tuple[str
         manifest = extract_features(cfg, image_dir, output_dir)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from err
-    click.echo(f"saved {cfg.teacher_model_type} block {manifest['feature_level']} features "
+    click.echo(f"saved {manifest['teacher_model_type']} block {manifest['feature_level']} features "
                f"{tuple(manifest.get('shape', ()))} for {len(manifest['images'])} images in {output_dir}")
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+from .distillation.config import DistillationConfig, range_errors
+
 MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
 TEACHER_TYPES = ("vit_b", "vit_l", "vit_h")
 
@@ -141,6 +143,9 @@ class TrainConfig:
     # while distillation is active: total = (1 - lambda_coef) * task + lambda_coef * distill_loss_weight * distill
     lambda_coef: float = 0.5
     stage_schedule: list[StageConfig] = field(default_factory=list)
+    # the distillation stack from a frozen teacher (train/distillation/config.py); while it is active
+    # total = task + lambda * distill. Replaces use_distill (one of the two may be on).
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
     # outputs
     num_val_overlays: int = 4
 
@@ -259,6 +264,39 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def _check_distillation(cfg: TrainConfig) -> None:
+    """The distillation block's ranges, every loss weight and stage lambda, and the block vs the flat keys."""
+    errors = range_errors(cfg.distillation, MODEL_TYPES)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    block = cfg.distillation
+    if block.enable and cfg.use_distill:
+        raise ConfigError("config keys 'use_distill' and 'distillation.enable' are both true; use one: 'use_distill' is "
+                          "the single feature term mixed as (1 - lambda) * task + lambda * distill, the 'distillation' "
+                          "block adds task + lambda * distill")
+    if block.enable and block.teacher.embeddings_dir is not None and cfg.augment:
+        raise ConfigError("config key 'distillation.teacher.embeddings_dir' holds embeddings of the unflipped images: "
+                          "set augment=false, or drop embeddings_dir so the teacher sees the flipped image")
+    for name, value in dataclasses.asdict(cfg.loss_weights).items():
+        if value < 0:
+            raise ConfigError(f"config key 'loss_weights.{name}' must be >= 0, got {value}")
+    for i, stage in enumerate(cfg.stage_schedule):
+        key = f"stage_schedule[{i}]"
+        for name, value in dataclasses.asdict(stage.loss_weights).items():
+            if value is not None and value < 0:
+                raise ConfigError(f"config key '{key}.loss_weights.{name}' must be >= 0, got {value}")
+        if stage.lambda_coef is None:
+            continue
+        # The block adds lambda * distill to the task, so lambda may exceed 1; the flat keys mix the two.
+        if block.enable and stage.lambda_coef < 0:
+            raise ConfigError(f"config key '{key}.lambda_coef' must be >= 0, got {stage.lambda_coef}")
+        if not block.enable and not 0.0 <= stage.lambda_coef <= 1.0:
+            raise ConfigError(f"config key '{key}.lambda_coef' must be in [0, 1], got {stage.lambda_coef}")
+        if block.enable and block.dynamic_lambda.enable:
+            raise ConfigError(f"config key '{key}.lambda_coef' is set while distillation.dynamic_lambda is on, which "
+                              "sets lambda each epoch: remove one")
+
+
 def _check_consistency(cfg: TrainConfig) -> None:
     if cfg.model_type not in MODEL_TYPES:
         near = difflib.get_close_matches(cfg.model_type, MODEL_TYPES, n=1)
@@ -308,6 +346,7 @@ def _check_consistency(cfg: TrainConfig) -> None:
         previous_end = stage.end_epoch
     if not 0.0 <= cfg.lambda_coef <= 1.0:
         raise ConfigError(f"config key 'lambda_coef' must be in [0, 1], got {cfg.lambda_coef}")
+    _check_distillation(cfg)
 
 
 def config_from_dict(data: dict) -> TrainConfig:
@@ -345,11 +384,19 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
 def required_paths(cfg: TrainConfig, for_extraction: bool = False) -> dict[str, str]:
     """The input paths a run reads, by config key (None-valued keys left out)."""
     keys = ["checkpoint", "train_img_dir", "train_mask_dir", "val_img_dir", "val_mask_dir", "train_coco", "val_coco"]
-    if cfg.use_distill or any(s.distillation for s in cfg.stage_schedule):
+    block = cfg.distillation
+    # With the distillation block on, a stage's "distillation" switches the block, not the feature term.
+    if not block.enable and (cfg.use_distill or any(s.distillation for s in cfg.stage_schedule)):
         keys.append("train_img_dir_teacher_features")
     if for_extraction:
         keys = ["teacher_checkpoint"]
-    return {k: getattr(cfg, k) for k in keys if getattr(cfg, k) is not None}
+    paths = {k: getattr(cfg, k) for k in keys if getattr(cfg, k) is not None}
+    if block.enable:
+        teacher = {"distillation.teacher.checkpoint": block.teacher.checkpoint}
+        if not for_extraction:
+            teacher["distillation.teacher.embeddings_dir"] = block.teacher.embeddings_dir
+        paths.update({k: v for k, v in teacher.items() if v is not None})
+    return paths
 
 
 def check_paths(cfg: TrainConfig, for_extraction: bool = False, options: dict[str, str] | None = None) -> None:

@@ -20,7 +20,8 @@ logger = logging.getLogger("fastsam.train")
 
 
 def uses_distillation(cfg: TrainConfig) -> bool:
-    return cfg.use_distill or any(s.distillation for s in cfg.stage_schedule)
+    """Whether the run uses this feature term (with the `distillation` block on, stages switch the block instead)."""
+    return not cfg.distillation.enable and (cfg.use_distill or any(s.distillation for s in cfg.stage_schedule))
 
 
 @dataclass

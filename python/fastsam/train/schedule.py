@@ -33,6 +33,11 @@ class ActiveStage:
     loss_weights: LossWeights
 
 
+def base_lambda(cfg: TrainConfig) -> float:
+    """The run's lambda: the distillation block's when the block is on, else the flat lambda_coef."""
+    return cfg.distillation.lambda_coef if cfg.distillation.enable else cfg.lambda_coef
+
+
 def stage_for_epoch(cfg: TrainConfig, epoch: int) -> ActiveStage:
     """The stage whose [start_epoch, end_epoch) holds the 0-based epoch index `epoch`; outside every stage, the
     run's defaults."""
@@ -50,8 +55,8 @@ def stage_for_epoch(cfg: TrainConfig, epoch: int) -> ActiveStage:
                 name=f"stage {i} (epochs {stage.start_epoch + 1}-{stage.end_epoch}, "
                      f"{'distillation' if stage.distillation else 'finetune'})",
                 distillation=stage.distillation,
-                lambda_coef=cfg.lambda_coef if stage.lambda_coef is None else stage.lambda_coef,
+                lambda_coef=base_lambda(cfg) if stage.lambda_coef is None else stage.lambda_coef,
                 loss_weights=weights,
             )
-    return ActiveStage(name="default", distillation=cfg.use_distill, lambda_coef=cfg.lambda_coef,
-                       loss_weights=cfg.loss_weights)
+    return ActiveStage(name="default", distillation=cfg.use_distill or cfg.distillation.enable,
+                       lambda_coef=base_lambda(cfg), loss_weights=cfg.loss_weights)

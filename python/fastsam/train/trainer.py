@@ -8,6 +8,7 @@ ranks, and only rank 0 writes files. The global batch is batch_size; each rank t
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import sys
@@ -25,6 +26,7 @@ from ..data.build import load_records
 from ..data.dataset import collate_samples
 from .checkpointing import load_training_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import ConfigError, TrainConfig, check_paths, save_config
+from .distillation.stack import build_stack
 from .distributed import DistInfo, ShardSampler, SkipSampler, gather_objects, setup_distributed, wrap_ddp
 from .embedding_cache import EmbeddingCache, load_images_only_on_misses, model_identity
 from .feature_distill import make_distiller, uses_distillation
@@ -148,6 +150,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     if not trainable_parameters(sam):
         raise ConfigError("config key 'freeze': every part is frozen, nothing would train")
     distiller, projection = make_distiller(cfg, sam, device) if uses_distillation(cfg) else (None, None)
+    stack = build_stack(cfg.distillation, sam, img_size=cfg.img_size, device=device) if cfg.distillation.enable else None
     extra = [] if projection is None else list(projection.parameters())
     optimizer = torch.optim.AdamW(trainable_parameters(sam) + extra, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     use_scaler = cfg.amp == "fp16" and device.type == "cuda"
@@ -165,6 +168,8 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         sam.load_state_dict(ckpt["model"])
         if projection is not None:
             projection.load_state_dict(ckpt["distill_projection"])
+        if stack is not None and "distillation" in ckpt:
+            stack.load_state_dict(ckpt["distillation"])  # dynamic lambda and RKD sampling continue
         start_epoch = ckpt["epoch"]  # epochs finished = 0-based index of the next one
         partial = ckpt.get("partial_epoch")
         # A checkpoint from inside the unfreeze epoch already has the unfrozen parameter group.
@@ -186,7 +191,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         cache = EmbeddingCache(model_identity(sam.image_encoder, cfg.img_size), cfg.embedding_cache_dir)
     logger.info("frozen: %s; embedding cache %s", ", ".join(frozen) or "nothing",
                 "off" if cache is None else f"on ({cache.directory or 'in memory'})")
-    loss_module = SegmentationLoss(sam, task, cfg, projection, distiller)
+    loss_module = SegmentationLoss(sam, task, cfg, projection, distiller, stack)
     wrapped = wrap_ddp(loss_module, info, device)
 
     def checkpoint(epoch_done: int, metrics: dict, partial_epoch: dict | None = None) -> dict:
@@ -196,6 +201,8 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                 "config": cfg.to_dict(), "metrics": metrics, "best_miou": best_miou, "model_type": cfg.model_type}
         if projection is not None:
             ckpt["distill_projection"] = projection.state_dict()
+        if stack is not None:
+            ckpt["distillation"] = stack.state_dict()
         if partial_epoch is not None:
             ckpt["partial_epoch"] = partial_epoch
         return ckpt
@@ -221,14 +228,21 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
             frozen, cache = [], None
-            loss_module = SegmentationLoss(sam, task, cfg, projection, distiller)
+            loss_module = SegmentationLoss(sam, task, cfg, projection, distiller, stack)
             wrapped = wrap_ddp(loss_module, info, device)
             logger.info("epoch %d: unfroze every part; embedding cache off", epoch + 1)
         stage = stage_for_epoch(cfg, epoch)
+        if stack is not None and stage.distillation:
+            if cfg.distillation.dynamic_lambda.enable:
+                stage = dataclasses.replace(stage, lambda_coef=stack.lambda_schedule.value)
+            logger.info("epoch %d/%d: distillation lambda %g (loss = task + lambda * distill)", epoch + 1,
+                        cfg.num_epochs, stage.lambda_coef)
         logger.info("epoch %d/%d: %s, loss weights %s", epoch + 1, cfg.num_epochs, stage.name,
                     " ".join(f"{k} {v:g}" for k, v in vars(stage.loss_weights).items()))
         set_train_mode(sam, frozen)
         load_images_only_on_misses(cache, train_ds)
+        if stack is not None and stack.needs_images:
+            train_ds.load_images = True  # the online teacher encodes each image itself
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         terms = loss_module.logged_terms()
@@ -293,11 +307,15 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         val, previews = validate()
         if info.is_main:
             collapse = warn_if_collapsed(val, collapse)
+        if stack is not None and stage.distillation:
+            stack.lambda_schedule.step(val["miou"])  # the next epoch's lambda (dynamic_lambda)
         is_best = val["miou"] > best_miou
         best_miou = max(best_miou, val["miou"])
         record = {"epoch": epoch + 1, "step": step, "stage": stage.name, "lr": lr_at(max(0, step - 1)),
                   **{f"train_{k}": v for k, v in means.items()}, **val_record(val),
                   "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
+        if stack is not None:
+            record["distill_lambda"] = stage.lambda_coef if stage.distillation else 0.0
         if outputs:
             ckpt = checkpoint(epoch + 1, record)
             save_atomic(ckpt, outputs.run_dir / "latest_model.pth")

@@ -14,7 +14,8 @@ from torch import nn
 from . import terms as T
 from .capture import DecoderCall, DecoderCapture, mask_logits
 from .config import DistillationConfig, enabled_modules
-from .teacher import Teacher
+from .dynamic_lambda import PlateauLambda
+from .teacher import Teacher, build_teacher
 
 # Logged term name -> (module, weight key). The order is the log's order.
 TERM_WEIGHTS = {
@@ -54,6 +55,13 @@ class DistillationStack:
         self.num_mask_tokens = student.mask_decoder.num_mask_tokens
         # RKD samples tokens with its own generator so that turning it on does not shift the data order.
         self.generator = torch.Generator().manual_seed(0)
+        dyn = cfg.dynamic_lambda
+        self.lambda_schedule = PlateauLambda(cfg.lambda_coef, dyn.factor, dyn.patience, dyn.min, enabled=dyn.enable)
+
+    @property
+    def needs_images(self) -> bool:
+        """True when the teacher encodes each image itself (no embeddings folder), so images must be loaded."""
+        return self.teacher.manifest is None
 
     def recording(self):
         """Record the student's decoder passes made inside the block."""
@@ -116,5 +124,20 @@ class DistillationStack:
                 total = total.to(terms[name].device) + getattr(getattr(self.cfg, module), key) * terms[name]
         return self.cfg.teacher.weight * total
 
+    def state_dict(self) -> dict:
+        """What --resume needs to continue identically: the dynamic lambda and RKD's sampling generator."""
+        return {"lambda": self.lambda_schedule.state_dict(), "rkd_generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lambda_schedule.load_state_dict(state["lambda"])
+        self.generator.set_state(state["rkd_generator"])
+
     def remove(self) -> None:
         self.capture.remove()
+
+
+def build_stack(cfg: DistillationConfig, student: nn.Module, *, img_size: int, device: torch.device) -> DistillationStack:
+    """The stack of a run: the configured teacher (frozen, at the student's input size) and the student's hooks."""
+    teacher = build_teacher(cfg.teacher.model_type, cfg.teacher.checkpoint, img_size=img_size,
+                            embeddings_dir=cfg.teacher.embeddings_dir, device=device, attention=cfg.attention.enable)
+    return DistillationStack(cfg, student, teacher)

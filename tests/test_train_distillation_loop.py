@@ -1,0 +1,119 @@
+"""The distillation block in sam-train: config keys and checks, how lambda combines with the task loss,
+every term logged by name, dynamic lambda restored on --resume, teacher embeddings from sam-extract-features."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fastsam.data.synthetic import generate_synthetic_dataset
+from fastsam.train.config import ConfigError, config_from_dict
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One thread: on the shared 2-core CI machine the tiny models run several times faster than with two."""
+    before, _ = torch.get_num_threads(), torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return generate_synthetic_dataset(tmp_path_factory.mktemp("dist"), num_train=2, num_val=1, size=64,
+                                      objects=(1, 2), seed=5)
+
+
+def _raw(root, out, **extra) -> dict:
+    data = dict(output_dir=str(out), train_img_dir=str(root / "train/images"), train_mask_dir=str(root / "train/masks"),
+                val_img_dir=str(root / "val/images"), val_mask_dir=str(root / "val/masks"), img_size=64,
+                freeze={"prompt_encoder": True}, batch_size=2, num_epochs=2, learning_rate=1e-3,
+                num_val_overlays=0, seed=0,
+                distillation={"enable": True, "lambda_coef": 0.5, "teacher": {"model_type": "vit_t"},
+                              "dense_mask_logits": {"enable": True}, "rkd": {"num_tokens": 8}})
+    data.update(extra)
+    return data
+
+
+def test_config_block_keys_and_checks(root, tmp_path):
+    cfg = config_from_dict(_raw(root, tmp_path))
+    assert cfg.distillation.enable and cfg.distillation.teacher.model_type == "vit_t"
+    assert cfg.distillation.dense_mask_logits.enable and not config_from_dict({}).distillation.dense_mask_logits.enable
+    errors = {
+        "did you mean 'distillation.rkd.w_angle'": {"rkd": {"w_angel": 1.0}},
+        "'distillation.attention.w_kl' must be >= 0": {"attention": {"w_kl": -1}},
+        "'distillation.lambda_coef' must be >= 0": {"lambda_coef": -0.1},
+    }
+    for message, block in errors.items():
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            config_from_dict({"distillation": block})
+    with pytest.raises(ConfigError, match="'use_distill' and 'distillation.enable' are both true"):
+        config_from_dict(_raw(root, tmp_path, use_distill=True))
+    with pytest.raises(ConfigError, match=r"'stage_schedule\[0\].lambda_coef' is set while distillation.dynamic_lambda"):
+        config_from_dict({"distillation": {"enable": True, "dynamic_lambda": {"enable": True}},
+                          "stage_schedule": [{"start_epoch": 0, "end_epoch": 1, "distillation": True, "lambda_coef": 2.0}]})
+    # With the block, lambda may exceed 1 (it is added, not mixed); the flat keys keep [0, 1].
+    assert config_from_dict({"distillation": {"enable": True, "lambda_coef": 3.0}}).distillation.lambda_coef == 3.0
+    with pytest.raises(ConfigError, match=r"'stage_schedule\[0\].lambda_coef' must be in \[0, 1\]"):
+        config_from_dict({"stage_schedule": [{"start_epoch": 0, "end_epoch": 1, "lambda_coef": 2.0}]})
+    with pytest.raises(ConfigError, match=r"'stage_schedule\[0\].loss_weights.dice' must be >= 0"):
+        config_from_dict({"stage_schedule": [{"start_epoch": 0, "end_epoch": 1, "loss_weights": {"dice": -1}}]})
+    with pytest.raises(ConfigError, match="unflipped"):
+        config_from_dict(_raw(root, tmp_path, augment=True, distillation={"enable": True, "teacher": {
+            "model_type": "vit_t", "embeddings_dir": str(tmp_path)}}))
+
+
+def test_lambda_is_added_to_the_task_loss(root, tmp_path):
+    from fastsam.train.distillation.stack import build_stack
+    from fastsam.train.loss_module import SegmentationLoss
+    from fastsam.train.model_setup import build_student
+    from fastsam.train.schedule import stage_for_epoch
+    from fastsam.train.tasks import make_task
+    from fastsam.data.build import load_records
+
+    cfg = config_from_dict(_raw(root, tmp_path))
+    torch.manual_seed(0)
+    sam = build_student(cfg)
+    stack = build_stack(cfg.distillation, sam, img_size=64, device=torch.device("cpu"))
+    task = make_task(cfg)
+    records, _ = load_records(cfg.train_img_dir, cfg.train_mask_dir, None, "skip", "train")
+    train_ds, _ = task.datasets(records, records)
+    items = [train_ds[0], train_ds[1]]
+    stage = stage_for_epoch(cfg, 0)
+    assert stage.distillation and stage.lambda_coef == 0.5
+    with_stack = SegmentationLoss(sam, task, cfg, stack=stack)
+    plain = SegmentationLoss(sam, task, cfg)
+    loss, stats = with_stack(items, None, stage, torch.device("cpu"))
+    task_loss, task_stats = plain(items, None, stage, torch.device("cpu"))
+    assert loss.item() == pytest.approx(task_loss.item() + 0.5 * stats["distill"], rel=1e-5)
+    assert stats["distill"] > 0 and task_stats["distill"] == 0
+    assert {k: stats[k] for k in task.loss_terms} == pytest.approx({k: task_stats[k] for k in task.loss_terms})
+    assert {f"distill_{name}" for name in stack.term_names} <= set(stats)
+
+
+@pytest.mark.slow
+def test_training_logs_every_term_and_resume_restores_dynamic_lambda(root, tmp_path):
+    from fastsam.train.trainer import train
+
+    raw = _raw(root, tmp_path)
+    raw["distillation"]["dynamic_lambda"] = {"enable": True, "patience": 1, "factor": 0.5}
+    cfg = config_from_dict(raw)
+    train(cfg, stop_after_epoch=1)
+    run = cfg.run_dir
+    latest = run / "latest_model.pth"
+    ckpt = torch.load(latest, map_location="cpu", weights_only=True)
+    assert ckpt["distillation"]["lambda"]["best"] is not None
+    # Pretend the schedule had already dropped lambda twice: the resumed epoch must train with that value.
+    ckpt["distillation"]["lambda"]["value"] = 0.125
+    torch.save(ckpt, latest)
+    train(cfg, resume=latest)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert records[1]["distill_lambda"] == 0.5 and records[2]["distill_lambda"] == 0.125
+    names = ["encoder_patch_l2", "encoder_patch_cos", "rkd_dist", "rkd_angle", "prompt_embed_mse", "prompt_embed_cos",
+             "decoder_mask_token_kl", "dense_mask_logits_kl", "dense_mask_logits_focal", "attention_kl"]
+    for r in records[1:]:
+        assert r["train_distill"] > 0 and all(r[f"train_distill_{n}"] >= 0 for n in names), r
+    log = (run / "training_log.txt").read_text()
+    assert "distillation lambda 0.125" in log and "distill-attention-kl" in log
