@@ -2,7 +2,9 @@
 every term logged by name, dynamic lambda restored on --resume, teacher embeddings from sam-extract-features."""
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,12 +67,12 @@ def test_config_block_keys_and_checks(root, tmp_path):
 
 
 def test_lambda_is_added_to_the_task_loss(root, tmp_path):
+    from fastsam.data.build import load_records
     from fastsam.train.distillation.stack import build_stack
     from fastsam.train.loss_module import SegmentationLoss
     from fastsam.train.model_setup import build_student
     from fastsam.train.schedule import stage_for_epoch
     from fastsam.train.tasks import make_task
-    from fastsam.data.build import load_records
 
     cfg = config_from_dict(_raw(root, tmp_path))
     torch.manual_seed(0)
@@ -117,3 +119,48 @@ def test_training_logs_every_term_and_resume_restores_dynamic_lambda(root, tmp_p
         assert r["train_distill"] > 0 and all(r[f"train_distill_{n}"] >= 0 for n in names), r
     log = (run / "training_log.txt").read_text()
     assert "distillation lambda 0.125" in log and "distill-attention-kl" in log
+
+
+def test_teacher_embeddings_from_extract_features_are_checked(root, tmp_path):
+    from fastsam.build_sam import sam_model_registry
+    from fastsam.cli.extract_features import extract_features
+    from fastsam.data.dataset import file_digest
+    from fastsam.data.geometry import resize_image
+    from fastsam.image_io import read_rgb
+    from fastsam.train.distillation.teacher import build_teacher
+
+    torch.manual_seed(3)
+    weights = tmp_path / "teacher.pth"
+    torch.save(sam_model_registry["vit_t"](checkpoint=None, image_size=64).state_dict(), weights)
+    raw = _raw(root, tmp_path)
+    raw["distillation"]["teacher"] = {"model_type": "vit_t", "checkpoint": str(weights)}
+    cfg = config_from_dict(raw)
+    manifest = extract_features(cfg, cfg.train_img_dir, tmp_path / "emb")
+    assert manifest["teacher_model_type"] == "vit_t" and manifest["embedding_shape"] == [256, 4, 4]
+
+    image_path = sorted((root / "train/images").iterdir())[0]
+    image = resize_image(torch.from_numpy(read_rgb(image_path).copy()).permute(2, 0, 1).float(), 64)
+    item = {"image_path": str(image_path), "digest": file_digest(image_path), "image": image}
+    cpu = torch.device("cpu")
+    online = build_teacher("vit_t", str(weights), img_size=64, embeddings_dir=None, device=cpu, attention=False)
+    stored = build_teacher("vit_t", str(weights), img_size=64, embeddings_dir=tmp_path / "emb", device=cpu,
+                           attention=False)
+    expected = online.image_embedding(item, cpu)
+    got = stored.image_embedding({**item, "image": None}, cpu)  # no image needed: only the decoder runs
+    assert torch.allclose(got, expected, atol=1e-2 * expected.abs().max().item())
+    with pytest.raises(ValueError, match="different image content"):
+        stored.image_embedding({**item, "digest": "0" * 40}, cpu)
+    with pytest.raises(ValueError, match="teacher_model_type 'vit_t'"):
+        build_teacher("vit_b", None, img_size=64, embeddings_dir=tmp_path / "emb", device=cpu, attention=False)
+
+
+def test_example_config_shows_every_block():
+    from fastsam.train.config import load_config
+    from fastsam.train.distillation.config import MODULES
+
+    path = Path(__file__).resolve().parents[1] / "models/configs/mobilesam_distill.json"
+    block = load_config(path).distillation
+    assert block.enable and block.teacher.model_type == "vit_h" and block.dynamic_lambda.enable
+    assert [m for m in MODULES if getattr(block, m).enable] == [m for m in MODULES if m != "dense_mask_logits"]
+    written = json.loads(path.read_text())["distillation"]
+    assert set(written) == {f.name for f in dataclasses.fields(block)}  # every key written out
