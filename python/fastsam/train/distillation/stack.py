@@ -8,6 +8,8 @@ per image in prompt mode, one per chunk of grid points in everything mode).
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -16,6 +18,8 @@ from .capture import DecoderCall, DecoderCapture, mask_logits
 from .config import DistillationConfig, enabled_modules
 from .dynamic_lambda import PlateauLambda
 from .teacher import Teacher, build_teacher
+
+logger = logging.getLogger("fastsam.train")
 
 # Logged term name -> (module, weight key). The order is the log's order.
 TERM_WEIGHTS = {
@@ -138,6 +142,10 @@ class DistillationStack:
 
 def build_stack(cfg: DistillationConfig, student: nn.Module, *, img_size: int, device: torch.device) -> DistillationStack:
     """The stack of a run: the configured teacher (frozen, at the student's input size) and the student's hooks."""
+    encoder_terms = [m for m in ("encoder_patch", "rkd") if getattr(cfg, m).enable]
+    if encoder_terms and not any(p.requires_grad for p in student.image_encoder.parameters()):
+        logger.warning("distillation: %s only train the image encoder, which is frozen (until unfreeze_epoch); "
+                       "until then they are computed and logged but change nothing", " and ".join(encoder_terms))
     teacher = build_teacher(cfg.teacher.model_type, cfg.teacher.checkpoint, img_size=img_size,
                             embeddings_dir=cfg.teacher.embeddings_dir, device=device, attention=cfg.attention.enable)
     return DistillationStack(cfg, student, teacher)
