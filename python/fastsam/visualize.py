@@ -79,6 +79,7 @@ def overlay_masks(
     labels: Sequence[str] | None = None,
     outline: bool = True,
     colors: np.ndarray | None = None,
+    point_radius: int | None = None,
 ) -> np.ndarray:
     """Blend masks onto an image, outline them and draw prompts; optionally add a title and a legend.
 
@@ -93,6 +94,7 @@ def overlay_masks(
       outline: draw each mask's border in its colour at full strength with a white ring outside, so a mask on
         a solid shape of similar colour stays visible.
       colors: (len(masks), 3) uint8 colours; default `mask_colors(len(masks))`.
+      point_radius: dot radius in pixels; default three line widths (a dense grid wants smaller dots).
 
     Returns:
       (H', W, 3) uint8 RGB: H' = H without title and labels, taller by the title and legend strips with them.
@@ -113,7 +115,7 @@ def overlay_masks(
     for box in boxes:
         draw.rectangle([float(c) for c in box], outline=(0, 255, 0), width=line)
     point_kinds = list(point_labels) or [1] * len(points)
-    radius = line * 3
+    radius = line * 3 if point_radius is None else point_radius
     for (x, y), label in zip(points, point_kinds):
         color = (0, 220, 0) if int(label) == 1 else (230, 0, 0)
         draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=color, outline=(255, 255, 255))
@@ -125,6 +127,19 @@ def overlay_masks(
         entries = [(text, tuple(int(c) for c in colors[i])) for i, text in enumerate(labels)]
         parts.append(np.asarray(_text_strip(entries, image.shape[1], text_size)))
     return np.concatenate(parts, axis=0)
+
+
+def overlay_masks_on_image(image: np.ndarray, masks: Sequence[np.ndarray], points: Sequence[Sequence[float]] = (),
+                           *, title: str | None = None, labels: Sequence[str] | None = None) -> np.ndarray:
+    """Segment-everything picture: each mask in its own colour, and the prompt grid as small dots.
+
+    Arguments:
+      image: (H, W, 3) uint8 RGB; masks: boolean (H, W); points: (x, y) grid points in image pixels.
+    Returns:
+      (H', W, 3) uint8 RGB as `overlay_masks`.
+    """
+    dot = max(1, round(max(image.shape[:2]) / 300))
+    return overlay_masks(image, masks, points=points, title=title, labels=labels, point_radius=dot)
 
 
 def side_by_side(panels: Sequence[np.ndarray], legend: str | None = None, gap: int = 8) -> np.ndarray:

@@ -87,13 +87,9 @@ class SamDataset(Dataset):
         """Every image's digest, computed once here so loader workers inherit them."""
         return [self.digest(i) for i in range(len(self))]
 
-    def __getitem__(self, index: int) -> dict:
-        rec = self.records[index]
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + index)
-        refs = list(rec.masks)
-        if self.train and len(refs) > self.max_objects:
-            pick = torch.randperm(len(refs), generator=gen)[: self.max_objects].sort().values
-            refs = [refs[int(i)] for i in pick]
+    def load_pair(self, rec: SampleRecord, refs: list, gen: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(image (3, H, W) float 0-255 or None when images are not loaded, masks (N, H, W) bool) of the
+        objects `refs`, both flipped horizontally with probability 0.5 when augmenting."""
         masks = torch.from_numpy(np.stack([ref.load() for ref in refs]))
         image = None
         if self.load_images:
@@ -102,6 +98,20 @@ class SamDataset(Dataset):
         if self.augment and torch.rand(1, generator=gen).item() < 0.5:
             masks = masks.flip(-1)
             image = None if image is None else image.flip(-1)
+        return image, masks
+
+    def generator(self, index: int) -> torch.Generator:
+        """The item's random generator, seeded by (seed, epoch, index)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + index)
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        gen = self.generator(index)
+        refs = list(rec.masks)
+        if self.train and len(refs) > self.max_objects:
+            pick = torch.randperm(len(refs), generator=gen)[: self.max_objects].sort().values
+            refs = [refs[int(i)] for i in pick]
+        image, masks = self.load_pair(rec, refs, gen)
         height, width = masks.shape[-2:]
         boxes = coords = labels = None
         single_point = (self.train and self.prompts.point_prompt_prob > 0
@@ -118,18 +128,20 @@ class SamDataset(Dataset):
             pairs = [sample_points(m, self.prompts.num_pos_points, self.prompts.num_neg_points, gen) for m in masks]
             coords = scale_coords(torch.stack([p[0] for p in pairs]), (height, width), self.img_size)
             labels = torch.stack([p[1] for p in pairs])
+        return {**self.common_fields(index, image, masks), "boxes": boxes, "point_coords": coords,
+                "point_labels": labels, "multimask": single_point}
+
+    def common_fields(self, index: int, image: torch.Tensor | None, masks: torch.Tensor) -> dict:
+        """The item keys every training task shares (image, sizes, gt_lowres, gt, index, image_path, digest)."""
+        height, width = masks.shape[-2:]
         return {
             "image": None if image is None else resize_image(image, self.img_size),
             "input_size": preprocess_shape(height, width, self.img_size),
             "original_size": (height, width),
             "gt_lowres": resize_pad_masks(masks, self.img_size, self.img_size // 4),
             "gt": masks,
-            "boxes": boxes,
-            "point_coords": coords,
-            "point_labels": labels,
-            "multimask": single_point,
             "index": index,
-            "image_path": str(rec.image_path),
+            "image_path": str(self.records[index].image_path),
             "digest": self.digest(index),
         }
 

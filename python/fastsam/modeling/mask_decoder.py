@@ -71,6 +71,24 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All mask tokens' logits (B, num_mask_tokens, 4h, 4w) and IoU predictions (B, num_mask_tokens)."""
+        src, hyper_in, iou_pred = self.predict_tokens(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        return self.upscale_masks(src, hyper_in), iou_pred
+
+    def predict_tokens(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The part of `predict_masks` before the upscaling (split so training can upscale only some prompts).
+
+        Returns:
+          transformer image features (B, C, h, w), hypernetwork outputs (B, num_mask_tokens, C/8) and IoU
+          predictions (B, num_mask_tokens).
+        """
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.shape[0], -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
@@ -85,13 +103,17 @@ class MaskDecoder(nn.Module):
         mask_tokens_out = hs[:, 1 : (1 + self.num_mask_tokens), :]
 
         src = src.transpose(1, 2).reshape(b, c, h, w)
-        upscaled = self.output_upscaling(src)
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
+        return src, hyper_in, self.iou_prediction_head(iou_token_out)
+
+    def upscale_masks(self, src: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
+        """Mask logits (B, T, 4h, 4w) from `predict_tokens`' image features (B, C, h, w) and any T of its
+        hypernetwork outputs (B, T, C/8)."""
+        upscaled = self.output_upscaling(src)
         b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-        return masks, self.iou_prediction_head(iou_token_out)
+        return (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
 
 
 class MLP(nn.Module):

@@ -40,6 +40,7 @@ class LossWeights:
     dice: float = 1.0
     iou: float = 1.0
     bce: float = 0.0  # plain pixel-wise binary cross-entropy, off by default
+    cls: float = 1.0  # everything mode: every candidate's predicted IoU as fg/bg confidence (BCE)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,24 @@ class LossWeightOverrides:
     dice: Optional[float] = None
     iou: Optional[float] = None
     bce: Optional[float] = None
+    cls: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """What a training item is: "prompt" (each object prompted by its box or points) or "everything" (every
+    point of a grid over the image is a prompt, candidates matched one-to-one to all objects)."""
+
+    mode: Literal["prompt", "everything"] = "prompt"
+    grid_points: int = 32  # everything mode: points per side of the grid over the original image
+
+
+@dataclass(frozen=True)
+class VisualConfig:
+    """Everything mode's validation pictures: <save_path>/epoch_<n>/ at each new best and every N epochs."""
+
+    save_path: Optional[str] = None  # None: <run folder>/visuals
+    save_every_n_epochs: Optional[int] = None  # None: only at a new best
 
 
 @dataclass(frozen=True)
@@ -105,9 +124,16 @@ class TrainConfig:
     # fraction of training images prompted by one foreground point per object instead of the prompts above
     # (so the model also answers clicks and the mask generator's grid points); those train 3 multimask outputs
     point_prompt_prob: float = 0.0
-    # True: 3 candidate masks per prompt, the lowest-loss one trained (SAM does this for ambiguous single-point
-    # prompts); False: the single-mask output, which is what SamPredictor returns for a box prompt.
-    multimask_output: bool = False
+    # True: 3 candidate masks per prompt (prompt mode trains the lowest-loss one, as SAM does for ambiguous
+    # single-point prompts); False: the first mask token only, which is what SamPredictor returns for a box
+    # prompt. None: False in prompt mode, True in everything mode. Seed configs may write model.multimask_output.
+    multimask_output: Optional[bool] = None
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    # everything mode: grid prompts decoded this many at a time (bounds memory whatever the grid size)
+    prediction_batch_size: int = 64
+    # everything mode: a candidate matched (Hungarian) to an object with at least this IoU is foreground
+    match_iou: float = 0.5
+    visual: VisualConfig = field(default_factory=VisualConfig)
     augment: bool = False  # random horizontal flip (disables the embedding cache)
     # model
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
@@ -152,6 +178,17 @@ class TrainConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.project_name / self.run_name
+
+    @property
+    def multimask(self) -> bool:
+        """multimask_output resolved for the dataset mode (see the field's comment)."""
+        if self.multimask_output is None:
+            return self.dataset.mode == "everything"
+        return self.multimask_output
+
+    @property
+    def visual_dir(self) -> Path:
+        return Path(self.visual.save_path) if self.visual.save_path else self.run_dir / "visuals"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -347,13 +384,60 @@ def _check_consistency(cfg: TrainConfig) -> None:
     if not 0.0 <= cfg.lambda_coef <= 1.0:
         raise ConfigError(f"config key 'lambda_coef' must be in [0, 1], got {cfg.lambda_coef}")
     _check_distillation(cfg)
+    _check_everything_keys(cfg)
+
+
+def _check_everything_keys(cfg: TrainConfig) -> None:
+    if not 1 <= cfg.dataset.grid_points <= 256:
+        raise ConfigError(f"config key 'dataset.grid_points' must be in [1, 256] (points per side), got {cfg.dataset.grid_points}")
+    if cfg.prediction_batch_size < 1:
+        raise ConfigError(f"config key 'prediction_batch_size' must be >= 1, got {cfg.prediction_batch_size}")
+    if not 0.0 < cfg.match_iou <= 1.0:
+        raise ConfigError(f"config key 'match_iou' must be in (0, 1], got {cfg.match_iou}")
+    every = cfg.visual.save_every_n_epochs
+    if every is not None and every < 1:
+        raise ConfigError(f"config key 'visual.save_every_n_epochs' must be >= 1 or null, got {every}")
+    if cfg.dataset.mode == "everything" and cfg.point_prompt_prob > 0:
+        raise ConfigError("config key 'point_prompt_prob' is a prompt-mode setting; everything mode prompts "
+                          "with the grid (dataset.grid_points): set it to 0")
+
+
+# Seed-style spellings accepted on load and rewritten to this config's keys: model.multimask_output and
+# w_-prefixed loss weights (w_focal, w_dice, w_bce, w_iou, w_cls).
+_MODEL_BLOCK_KEYS = ("multimask_output",)
+
+
+def _accept_seed_names(data: dict) -> dict:
+    data = dict(data)
+    model = data.pop("model", None)
+    if model is not None:
+        if not isinstance(model, dict):
+            raise ConfigError(f"config key 'model': expected an object with {_MODEL_BLOCK_KEYS}, got {type(model).__name__}")
+        for key, value in model.items():
+            if key not in _MODEL_BLOCK_KEYS:
+                near = difflib.get_close_matches(key, _MODEL_BLOCK_KEYS, n=1, cutoff=0.5)
+                hint = f"; did you mean 'model.{near[0]}'?" if near else f"; 'model' accepts {', '.join(_MODEL_BLOCK_KEYS)}"
+                raise ConfigError(f"unknown config key 'model.{key}'{hint}")
+            if key in data and data[key] != value:
+                raise ConfigError(f"config keys 'model.{key}' and '{key}' disagree ({value!r} vs {data[key]!r}): give one")
+            data[key] = value
+    weights = data.get("loss_weights")
+    if isinstance(weights, dict):
+        renamed = {}
+        for key, value in weights.items():
+            name = key[2:] if key.startswith("w_") else key
+            if name in renamed:
+                raise ConfigError(f"config key 'loss_weights.{name}' is given twice (as '{name}' and 'w_{name}')")
+            renamed[name] = value
+        data["loss_weights"] = renamed
+    return data
 
 
 def config_from_dict(data: dict) -> TrainConfig:
     """Validate a raw dict (JSON shapes) into a TrainConfig; raises ConfigError naming the bad key."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
-    cfg = _build(TrainConfig, data)
+    cfg = _build(TrainConfig, _accept_seed_names(data))
     _check_consistency(cfg)
     return cfg
 

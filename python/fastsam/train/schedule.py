@@ -50,6 +50,7 @@ def stage_for_epoch(cfg: TrainConfig, epoch: int) -> ActiveStage:
                 dice=base.dice if over.dice is None else over.dice,
                 iou=base.iou if over.iou is None else over.iou,
                 bce=base.bce if over.bce is None else over.bce,
+                cls=base.cls if over.cls is None else over.cls,
             )
             return ActiveStage(
                 name=f"stage {i} (epochs {stage.start_epoch + 1}-{stage.end_epoch}, "

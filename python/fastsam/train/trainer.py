@@ -36,7 +36,7 @@ from .loss_module import SegmentationLoss
 from .model_setup import build_student
 from .run_outputs import RunOutputs, check_run_folder_free
 from .schedule import get_lr, stage_for_epoch
-from .tasks import Task, make_task
+from .tasks import make_task
 from .validation import evaluate, val_record, warn_if_collapsed
 
 logger = logging.getLogger("fastsam.train")
@@ -220,7 +220,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         if outputs:
             outputs.metrics(record)
             save_atomic(checkpoint(0, record), outputs.run_dir / "best_model.pth")
-            task.write_previews(outputs, previews, 0)
+            task.write_previews(outputs, previews, 0, is_best=True)
         logger.info("before training: %s", task.describe(start))
 
     collapse = None
@@ -321,7 +321,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             save_atomic(ckpt, outputs.run_dir / "latest_model.pth")
             if is_best:
                 save_atomic(ckpt, outputs.run_dir / "best_model.pth")
-                task.write_previews(outputs, previews, epoch + 1)
+            task.write_previews(outputs, previews, epoch + 1, is_best)
             outputs.metrics(record)
             outputs.plot_curves()
             logger.info("epoch %d/%d: loss %.4f (%s) lr %.2e | %s%s | %.2f steps/s", epoch + 1, cfg.num_epochs,

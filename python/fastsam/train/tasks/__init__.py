@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from ..config import TrainConfig
 from .base import Task
+from .everything import EverythingTask
 from .prompt import PromptTask
 
-TASKS = {"prompt": PromptTask}
+# dataset.mode -> task
+TASKS = {"prompt": PromptTask, "everything": EverythingTask}
 
 
 def make_task(cfg: TrainConfig) -> Task:
-    """The task a run trains."""
-    return TASKS["prompt"](cfg)
+    """The task a run trains, by its config's dataset.mode."""
+    return TASKS[cfg.dataset.mode](cfg)
 
 
 __all__ = ["TASKS", "Task", "make_task"]

@@ -18,7 +18,8 @@ from ..run_outputs import RunOutputs
 
 
 class Task(Protocol):
-    """One training task. Implementations: tasks/prompt.py ("prompt"), tasks/everything.py ("everything")."""
+    """One training task. Implementations: tasks/prompt.py ("prompt"), tasks/everything.py ("everything"),
+    registered in tasks/__init__.py under their config `dataset.mode`."""
 
     # Names of the per-step loss terms image_loss returns; logged as train_<name> in metrics.jsonl.
     loss_terms: tuple[str, ...]
@@ -42,5 +43,6 @@ class Task(Protocol):
     def describe(self, val: dict) -> str:
         """One log-line fragment of the validation figures, starting with "val mIoU"."""
 
-    def write_previews(self, outputs: RunOutputs, previews: list[dict], epoch: int) -> None:
-        """Write the previews of a validation after `epoch` epochs (0 = the starting weights)."""
+    def write_previews(self, outputs: RunOutputs, previews: list[dict], epoch: int, is_best: bool) -> None:
+        """Write (when the task wants to) the previews of a validation after `epoch` epochs (0 = the starting
+        weights, which are the first best)."""

@@ -54,7 +54,7 @@ class PromptTask:
 
     def image_loss(self, sam: nn.Module, embedding: torch.Tensor, item: dict, weights: LossWeights,
                    device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits, iou_pred = decode(sam, embedding, item, self.cfg.multimask_output or item["multimask"], device)
+        logits, iou_pred = decode(sam, embedding, item, self.cfg.multimask or item["multimask"], device)
         terms = mask_losses(logits.float(), iou_pred.float(), item["gt_lowres"].to(device), weights.focal,
                             weights.dice, weights.iou, self.cfg.mask_threshold, weights.bce)
         return terms.total, {"focal": terms.focal, "dice": terms.dice, "bce": terms.bce, "iou_mse": terms.iou}
@@ -64,7 +64,7 @@ class PromptTask:
         """Sums of per-object IoU, Dice, object count, and predicted / GT area fractions (a collapse to empty
         or full masks shows in the areas)."""
         cfg = self.cfg
-        logits, iou_pred = decode(sam, embedding, item, cfg.multimask_output, device)
+        logits, iou_pred = decode(sam, embedding, item, cfg.multimask, device)
         pick = iou_pred.argmax(dim=1)
         best = logits[torch.arange(logits.shape[0]), pick][:, None].float()
         pred = sam.postprocess_masks(best, item["input_size"], item["original_size"])[:, 0] > cfg.mask_threshold
@@ -96,5 +96,7 @@ class PromptTask:
         return (f"val mIoU {val['miou']:.4f}, Dice {val['dice']:.4f} over {val['objects']} objects (masks cover "
                 f"{100 * val['pred_area']:.1f}% of the image, objects {100 * val['gt_area']:.1f}%)")
 
-    def write_previews(self, outputs: RunOutputs, previews: list[dict], epoch: int) -> None:
-        outputs.overlays(previews, epoch)
+    def write_previews(self, outputs: RunOutputs, previews: list[dict], epoch: int, is_best: bool) -> None:
+        """overlays/best_epoch<n>_val<i>.png at each new best."""
+        if is_best:
+            outputs.overlays(previews, epoch)
