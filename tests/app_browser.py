@@ -34,10 +34,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(args: list[str], port: int, log_path: Path, timeout: float = 120.0) -> subprocess.Popen:
-    """sam-app in a child process on 127.0.0.1:port; returns once the page answers (the log says why if not)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "python"), os.environ.get("PYTHONPATH", "")]),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+def start_app(args: list[str], port: int, log_path: Path, timeout: float = 120.0,
+              pythonpath_first: Path | None = None) -> subprocess.Popen:
+    """sam-app in a child process on 127.0.0.1:port; returns once the page answers (the log says why if not).
+    ``pythonpath_first`` goes before the repository's python/ on the child's PYTHONPATH."""
+    paths = [str(p) for p in (pythonpath_first, REPO / "python") if p] + [os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log_path, "w") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen([sys.executable, "-c", "from fastsam.cli.app import main; main()", *args,
                                  "--host", "127.0.0.1", "--port", str(port)],

@@ -132,3 +132,14 @@ def fixture_export_dir(tmp_path_factory, fixture_checkpoint: Path) -> Path:
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture()
+def hidden_torch_path(tmp_path) -> Path:
+    """A folder to put first on a child process's PYTHONPATH so that `import torch` fails there (its
+    sitecustomize sets sys.modules['torch'] = None): proves a code path runs without PyTorch."""
+    folder = tmp_path / "hide_torch"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # any import of torch fails\n")
+    return folder
+

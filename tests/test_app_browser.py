@@ -1,4 +1,4 @@
-"""sam-app in headless Chromium on the standalone model: sample image, one click, overlay and score, an error
+"""sam-app in headless Chromium on the standalone model, without PyTorch: sample image, one click, overlay and score, an error
 message before any image, segment everything; screenshots in the test's tmp dir. Skips only where no Chromium
 is installed (`.ci/setup` installs Debian's `chromium`)."""
 from __future__ import annotations
@@ -19,7 +19,8 @@ def chromium() -> str:
     return path
 
 
-def test_click_shows_a_mask_overlay_and_everything_runs(chromium, standalone_dir, tmp_path):
+def test_click_shows_a_mask_overlay_and_everything_runs(chromium, standalone_dir, tmp_path, hidden_torch_path):
+    """The app runs on fastsam_rt in a process where `import torch` fails."""
     import io
 
     import fastsam_rt
@@ -31,7 +32,8 @@ def test_click_shows_a_mask_overlay_and_everything_runs(chromium, standalone_dir
 
     port = app_browser.free_port()
     start = time.monotonic()
-    proc = app_browser.start_app(["--model-dir", str(standalone_dir), "--threads", "1"], port, tmp_path / "app.log")
+    proc = app_browser.start_app(["--model-dir", str(standalone_dir), "--threads", "1"], port, tmp_path / "app.log",
+                                 pythonpath_first=hidden_torch_path)
     started = time.monotonic() - start
     try:
         seen = app_browser.drive(f"http://127.0.0.1:{port}/", tmp_path / "shots", chromium, everything=(4, 0.0, 0.0))

@@ -99,12 +99,9 @@ def test_prompt_file_and_backend_errors_are_one_line(folder, tmp_path, standalon
     assert result.exit_code != 0 and "no images" in result.output
 
 
-def test_runtime_backend_runs_without_torch(folder, tmp_path, standalone_dir):
-    """`import torch` fails in the child (sys.modules['torch'] = None from a sitecustomize on its path)."""
-    hide = tmp_path / "hide_torch"
-    hide.mkdir()
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # any import of torch fails\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), REPO_PYTHON]), "OMP_NUM_THREADS": "1"}
+def test_runtime_backend_runs_without_torch(folder, tmp_path, standalone_dir, hidden_torch_path):
+    """`import torch` fails in the child (conftest's hidden_torch_path)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hidden_torch_path), REPO_PYTHON]), "OMP_NUM_THREADS": "1"}
     check = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
     assert check.returncode != 0 and "ModuleNotFoundError" in check.stderr  # torch really is hidden
     out = tmp_path / "out"
