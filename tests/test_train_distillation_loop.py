@@ -66,7 +66,8 @@ def test_config_block_keys_and_checks(root, tmp_path):
             "model_type": "vit_t", "embeddings_dir": str(tmp_path)}}))
 
 
-def test_lambda_is_added_to_the_task_loss(root, tmp_path):
+def _loss_modules(cfg):
+    """(loss module with the stack, loss module without it, the stack, two training items, epoch 1's stage)."""
     from fastsam.data.build import load_records
     from fastsam.train.distillation.stack import build_stack
     from fastsam.train.loss_module import SegmentationLoss
@@ -74,7 +75,6 @@ def test_lambda_is_added_to_the_task_loss(root, tmp_path):
     from fastsam.train.schedule import stage_for_epoch
     from fastsam.train.tasks import make_task
 
-    cfg = config_from_dict(_raw(root, tmp_path))
     torch.manual_seed(0)
     sam = build_student(cfg)
     stack = build_stack(cfg.distillation, sam, img_size=64, device=torch.device("cpu"))
@@ -82,16 +82,44 @@ def test_lambda_is_added_to_the_task_loss(root, tmp_path):
     records, _ = load_records(cfg.train_img_dir, cfg.train_mask_dir, None, "skip", "train")
     train_ds, _ = task.datasets(records, records)
     items = [train_ds[0], train_ds[1]]
-    stage = stage_for_epoch(cfg, 0)
-    assert stage.distillation and stage.lambda_coef == 0.5
-    with_stack = SegmentationLoss(sam, task, cfg, stack=stack)
-    plain = SegmentationLoss(sam, task, cfg)
-    loss, stats = with_stack(items, None, stage, torch.device("cpu"))
-    task_loss, task_stats = plain(items, None, stage, torch.device("cpu"))
-    assert loss.item() == pytest.approx(task_loss.item() + 0.5 * stats["distill"], rel=1e-5)
+    return (SegmentationLoss(sam, task, cfg, stack=stack), SegmentationLoss(sam, task, cfg), stack, items,
+            stage_for_epoch(cfg, 0))
+
+
+def _check_lambda_is_added(with_stack, plain, stack, items, stage) -> dict:
+    cpu = torch.device("cpu")
+    loss, stats = with_stack(items, None, stage, cpu)
+    task_loss, task_stats = plain(items, None, stage, cpu)
+    assert loss.item() == pytest.approx(task_loss.item() + stage.lambda_coef * stats["distill"], rel=1e-5)
     assert stats["distill"] > 0 and task_stats["distill"] == 0
-    assert {k: stats[k] for k in task.loss_terms} == pytest.approx({k: task_stats[k] for k in task.loss_terms})
+    terms = with_stack.task.loss_terms
+    assert {k: stats[k] for k in terms} == pytest.approx({k: task_stats[k] for k in terms})
     assert {f"distill_{name}" for name in stack.term_names} <= set(stats)
+    return stats
+
+
+def test_lambda_is_added_to_the_task_loss(root, tmp_path):
+    with_stack, plain, stack, items, stage = _loss_modules(config_from_dict(_raw(root, tmp_path)))
+    assert stage.distillation and stage.lambda_coef == 0.5
+    _check_lambda_is_added(with_stack, plain, stack, items, stage)
+
+
+def test_everything_mode_is_distilled_chunk_by_chunk(root, tmp_path):
+    # 4 x 4 grid points decoded 8 at a time: two decoder passes per image, each distilled.
+    cfg = config_from_dict(_raw(root, tmp_path, dataset={"mode": "everything", "grid_points": 4},
+                                prediction_batch_size=8))
+    with_stack, plain, stack, items, stage = _loss_modules(cfg)
+    decoded = []
+    teacher_decode = stack.teacher.decode
+
+    def counting_decode(call, embedding):
+        decoded.append(call.points[0].shape[0])
+        return teacher_decode(call, embedding)
+
+    stack.teacher.decode = counting_decode
+    stats = _check_lambda_is_added(with_stack, plain, stack, items, stage)
+    assert decoded == [8, 8, 8, 8]
+    assert stats["distill_dense_mask_logits_kl"] > 0 and stats["distill_attention_kl"] > 0
 
 
 @pytest.mark.slow

@@ -71,9 +71,8 @@ class Teacher:
         sam = self.sam
         with self.capture.recording():
             sparse, dense = sam.prompt_encoder(points=call.points, boxes=call.boxes, masks=call.masks)
-            sam.mask_decoder(image_embeddings=embedding[None], image_pe=sam.prompt_encoder.get_dense_pe(),
-                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                             multimask_output=True)
+            # Up to the transformer only: the terms read its outputs (mask_logits upscales when dense is on).
+            sam.mask_decoder.predict_tokens(embedding[None], sam.prompt_encoder.get_dense_pe(), sparse, dense)
         (teacher_call,) = self.capture.take()
         return teacher_call
 
