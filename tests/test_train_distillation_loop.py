@@ -182,13 +182,16 @@ def test_teacher_embeddings_from_extract_features_are_checked(root, tmp_path):
         build_teacher("vit_b", None, img_size=64, embeddings_dir=tmp_path / "emb", device=cpu, attention=False)
 
 
-def test_example_config_shows_every_block():
+@pytest.mark.parametrize("name", ["mobilesam_distill.json", "mobilesam_everything.json",
+                                  "mobilesam_everything_distill_then_finetune.json"])
+def test_example_configs_show_every_distillation_key(name):
     from fastsam.train.config import load_config
     from fastsam.train.distillation.config import MODULES
 
-    path = Path(__file__).resolve().parents[1] / "models/configs/mobilesam_distill.json"
+    path = Path(__file__).resolve().parents[1] / "models/configs" / name
     block = load_config(path).distillation
-    assert block.enable and block.teacher.model_type == "vit_h" and block.dynamic_lambda.enable
+    assert block.teacher.model_type == "vit_h"
     assert [m for m in MODULES if getattr(block, m).enable] == [m for m in MODULES if m != "dense_mask_logits"]
     written = json.loads(path.read_text())["distillation"]
     assert set(written) == {f.name for f in dataclasses.fields(block)}  # every key written out
+    assert all(set(written[m]) == {f.name for f in dataclasses.fields(getattr(block, m))} for m in MODULES)
