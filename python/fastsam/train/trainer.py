@@ -232,13 +232,13 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             wrapped = wrap_ddp(loss_module, info, device)
             logger.info("epoch %d: unfroze every part; embedding cache off", epoch + 1)
         stage = stage_for_epoch(cfg, epoch)
+        logger.info("epoch %d/%d: %s, loss weights %s", epoch + 1, cfg.num_epochs, stage.name,
+                    " ".join(f"{k} {v:g}" for k, v in vars(stage.loss_weights).items()))
         if stack is not None and stage.distillation:
             if cfg.distillation.dynamic_lambda.enable:
                 stage = dataclasses.replace(stage, lambda_coef=stack.lambda_schedule.value)
             logger.info("epoch %d/%d: distillation lambda %g (loss = task + lambda * distill)", epoch + 1,
                         cfg.num_epochs, stage.lambda_coef)
-        logger.info("epoch %d/%d: %s, loss weights %s", epoch + 1, cfg.num_epochs, stage.name,
-                    " ".join(f"{k} {v:g}" for k, v in vars(stage.loss_weights).items()))
         set_train_mode(sam, frozen)
         load_images_only_on_misses(cache, train_ds)
         if stack is not None and stack.needs_images:
