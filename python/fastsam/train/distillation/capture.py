@@ -83,8 +83,9 @@ class DecoderCapture:
 
     @contextmanager
     def recording(self):
-        """Record the passes made inside the block (validation and other passes outside stay unrecorded)."""
-        self._recording, self._pending = True, None
+        """Record the passes made inside the block (validation and other passes outside stay unrecorded).
+        Starts empty, so passes left over from a step that raised are never paired with the next image."""
+        self._recording, self._pending, self.calls = True, None, []
         try:
             yield self
         finally:
