@@ -143,3 +143,15 @@ def hidden_torch_path(tmp_path) -> Path:
     (folder / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # any import of torch fails\n")
     return folder
 
+
+@pytest.fixture()
+def standalone_checkpoint(standalone_dir, tmp_path) -> Path:
+    """The standalone weights with the image size the trainer would store, so sam-segment builds them at 256 px."""
+    import torch
+
+    state = torch.load(standalone_dir / standalone_model.WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    path = tmp_path / "standalone.pth"
+    torch.save({"model": state, "model_type": "vit_t",
+                "config": {"model_type": "vit_t", "img_size": standalone_model.IMAGE_SIZE}}, path)
+    return path
+

@@ -28,20 +28,6 @@ def _invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture()
-def standalone_checkpoint(standalone_dir, tmp_path):
-    """The standalone weights with the image size the trainer would store, so sam-segment builds them at 256 px."""
-    import torch
-
-    import standalone_model
-
-    state = torch.load(standalone_dir / standalone_model.WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    path = tmp_path / "standalone.pth"
-    torch.save({"model": state, "model_type": "vit_t",
-                "config": {"model_type": "vit_t", "img_size": standalone_model.IMAGE_SIZE}}, path)
-    return path
-
-
 def test_point_prompt_writes_overlay_and_rle_matching_predictor(small_image, tmp_path, standalone_checkpoint,
                                                                 standalone_sam):
     from fastsam import SamPredictor
