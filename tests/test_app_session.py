@@ -98,6 +98,22 @@ def test_errors_are_one_line_messages(session, call, message):
     assert "\n" not in str(info.value)
 
 
+def test_load_another_model_takes_a_folder_or_a_checkpoint(standalone_dir, tmp_path):
+    from fastsam.backends import ModelLoadError
+    from fastsam.cli.app import _loader
+
+    load = _loader(None, 1)
+    assert load(str(standalone_dir)).name == "runtime"
+    with pytest.raises(FileNotFoundError, match="does not exist: give an exported model folder or a .pth"):
+        load(str(tmp_path / "nope"))
+    with pytest.raises(ModelLoadError, match="no manifest.json"):
+        load(str(tmp_path))
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelLoadError):
+        load(str(bad))
+
+
 def test_sam_app_start_up_errors_are_one_line(tmp_path):
     from fastsam.cli.app import main
 
