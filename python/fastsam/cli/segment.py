@@ -91,7 +91,8 @@ def _write_json(path: Path, data) -> Path:
     return path
 
 
-def _run_one(image, rgb, backend, out_dir, args):
+def _run_one(image, rgb, load, out_dir, args):
+    """One image into overlay.png and masks.json; ``load()`` gives the backend (after the prompts are checked)."""
     from ..image_io import write_png
     from ..segment_image import check_prompts_inside
 
@@ -101,7 +102,7 @@ def _run_one(image, rgb, backend, out_dir, args):
             check_prompts_inside(_prompts_for(image.name, w, h, args["points"], args["box"], None), w, h)
         except ValueError as err:  # before the model loads: a wrong prompt should not cost a model load
             raise click.BadParameter(str(err), param_hint="--points" if "point" in str(err) else "--box") from err
-    backend = backend()
+    backend = load()
     start = time.perf_counter()
     try:
         records, overlay, prompts = _segment(backend, backend.new_predictor(), rgb, image.name, args, progress=True)
@@ -129,7 +130,7 @@ def _run_one(image, rgb, backend, out_dir, args):
     click.echo(f"wrote {overlay_path} and {json_path}")
 
 
-def _run_folder(folder, backend, out_dir, args):
+def _run_folder(folder, load, out_dir, args):
     """Every image of the folder into one COCO results file plus an overlay each; a bad image is reported and skipped."""
     from tqdm import tqdm
 
@@ -137,7 +138,7 @@ def _run_folder(folder, backend, out_dir, args):
     from ..image_io import read_rgb, write_png
 
     images = _list_images(folder)
-    backend = backend()
+    backend = load()
     predictor = backend.new_predictor()
     results = ResultsFile({"folder": str(folder), "model": backend.description, "backend": backend.name,
                            "model_type": backend.model_type, "format": args["fmt"],
