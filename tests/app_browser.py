@@ -114,7 +114,9 @@ def drive(url: str, out_dir: Path, chromium: str, *, everything: tuple[int, floa
         nonlocal t0
         seconds[name], t0 = round(time.monotonic() - t0, 2), time.monotonic()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        # Root in containers needs --no-sandbox; a small /dev/shm crashes Chromium's renderer without the other.
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page.goto(url, wait_until="domcontentloaded")
