@@ -125,8 +125,16 @@ class Parser {
         case 't': out.push_back('\t'); break;
         case 'u': {
           if (p_ + 4 > s_.size()) fail("short \\u escape");
-          const unsigned code = static_cast<unsigned>(std::stoul(s_.substr(p_, 4), nullptr, 16));
-          p_ += 4;
+          // Exactly four hex digits (std::stoul alone would also take a sign or spaces).
+          unsigned code = 0;
+          for (int i = 0; i < 4; ++i) {
+            const char h = s_[p_++];
+            const int digit = (h >= '0' && h <= '9') ? h - '0'
+                              : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                              : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : -1;
+            if (digit < 0) fail("invalid \\u escape");
+            code = code * 16 + static_cast<unsigned>(digit);
+          }
           // Manifest strings are ASCII; other code points are kept as UTF-8 (surrogates unsupported).
           if (code < 0x80) {
             out.push_back(static_cast<char>(code));

@@ -1,5 +1,7 @@
 #include "manifest.hpp"
 
+#include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 
@@ -9,6 +11,12 @@
 
 namespace fastsam::detail {
 namespace {
+
+// The largest image size the runtime accepts (4x SAM's 1024); sam-export writes multiples of 16.
+constexpr int kMaxImageSize = 4096;
+constexpr int kImageSizeMultiple = 16;
+
+bool is_whole(double v, double lo, double hi) { return v >= lo && v <= hi && v == static_cast<double>(static_cast<int64_t>(v)); }
 
 std::vector<TensorSpec> read_specs(const json::Value& list, const std::string& where) {
   if (!list.is_array()) throw Error(ErrorCode::kModelFiles, where + " must be a list");
@@ -20,7 +28,16 @@ std::vector<TensorSpec> read_specs(const json::Value& list, const std::string& w
     spec.name = name->string;
     if (const json::Value* dtype = item.find("dtype"); dtype && dtype->is_string()) spec.dtype = dtype->string;
     if (const json::Value* shape = item.find("shape"); shape && shape->is_array()) {
-      for (const json::Value& d : shape->array) spec.shape.push_back(d.is_number() ? static_cast<int64_t>(d.number) : -1);
+      for (const json::Value& d : shape->array) {
+        // A dimension is a whole number >= -1 (-1 or a name: dynamic); anything else would overflow the cast.
+        if (!d.is_number()) {
+          spec.shape.push_back(-1);
+        } else if (is_whole(d.number, -1.0, 9.0e15)) {
+          spec.shape.push_back(static_cast<int64_t>(d.number));
+        } else {
+          throw Error(ErrorCode::kModelFiles, where + ": shape of '" + spec.name + "' has an invalid dimension");
+        }
+      }
     }
     specs.push_back(std::move(spec));
   }
@@ -56,9 +73,14 @@ Manifest load_manifest(const std::string& model_dir) {
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
+  return parse_manifest(buffer.str(), model_dir);
+}
+
+Manifest parse_manifest(const std::string& text, const std::string& model_dir) {
+  const std::string path = model_dir + "/manifest.json";
   json::Value root;
   try {
-    root = json::parse(buffer.str());
+    root = json::parse(text);
   } catch (const std::exception& e) {
     throw Error(ErrorCode::kModelFiles, path + ": " + e.what());
   }
@@ -66,9 +88,19 @@ Manifest load_manifest(const std::string& model_dir) {
   Manifest m;
   m.model_dir = model_dir;
   if (const json::Value* v = root.find("model_type"); v && v->is_string()) m.model_type = v->string;
-  if (const json::Value* v = root.find("image_size"); v && v->is_number()) m.image_size = static_cast<int>(v->number);
-  if (const json::Value* v = root.find("mask_threshold"); v && v->is_number()) m.mask_threshold = static_cast<float>(v->number);
-  if (m.image_size <= 0) throw Error(ErrorCode::kModelFiles, path + ": image_size must be positive");
+  if (const json::Value* v = root.find("image_size"); v && v->is_number()) {
+    // Range-checked before the cast (a double beyond int is undefined behaviour; found by cpp/fuzz).
+    if (!is_whole(v->number, kImageSizeMultiple, kMaxImageSize) || static_cast<int>(v->number) % kImageSizeMultiple) {
+      throw Error(ErrorCode::kModelFiles, path + ": image_size must be a multiple of " +
+                                              std::to_string(kImageSizeMultiple) + " in [" +
+                                              std::to_string(kImageSizeMultiple) + ", " + std::to_string(kMaxImageSize) + "]");
+    }
+    m.image_size = static_cast<int>(v->number);
+  }
+  if (const json::Value* v = root.find("mask_threshold"); v && v->is_number()) {
+    if (!(std::fabs(v->number) <= 1e6)) throw Error(ErrorCode::kModelFiles, path + ": mask_threshold must be a finite logit");
+    m.mask_threshold = static_cast<float>(v->number);
+  }
   const json::Value* models = root.find("models");
   if (models == nullptr || !models->is_object()) throw Error(ErrorCode::kModelFiles, path + ": missing object 'models'");
   for (const auto& [key, entry] : models->object) {

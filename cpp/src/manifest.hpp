@@ -37,6 +37,9 @@ struct Manifest {
 // Throws fastsam::Error: kFileNotFound when the directory or manifest.json is missing, kModelFiles when it is
 // malformed.
 Manifest load_manifest(const std::string& model_dir);
+// The parsing half of load_manifest (no file access, so it can be fuzzed): `text` is manifest.json's content,
+// `model_dir` is only used for model paths and messages. Throws fastsam::Error(kModelFiles) on malformed input.
+Manifest parse_manifest(const std::string& text, const std::string& model_dir);
 
 // Checks the entry's file against its manifest sha256 (nothing to check without one). Throws fastsam::Error:
 // kFileNotFound when the file is missing, kModelFiles naming the file and both digests when they differ.

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +13,7 @@
 #include "manifest.hpp"
 #include "onnx_session.hpp"
 #include "parallel.hpp"
+#include "prompt_checks.hpp"
 
 namespace fastsam {
 namespace {
@@ -50,22 +50,6 @@ std::string model_key(const std::string& base, const std::string& precision) {
 }
 
 // Argument checks shared by decode_batch and decode_batch_selected; `caller` names the method in the message.
-// A prompt outside the image (swapped X/Y, coordinates of another image size) would give a confident but
-// meaningless mask, so it is rejected with the image size and the valid range (original-image pixels).
-void check_inside(const std::string& what, const std::vector<float>& xy, int height, int width) {
-  bool inside = true;
-  for (size_t i = 0; i + 1 < xy.size(); i += 2) {
-    inside = inside && xy[i] >= 0.0f && xy[i] <= width && xy[i + 1] >= 0.0f && xy[i + 1] <= height;  // NaN fails
-  }
-  if (inside) return;
-  std::ostringstream msg;
-  msg << what << " (";
-  for (size_t i = 0; i < xy.size(); ++i) msg << (i ? ", " : "") << xy[i];
-  msg << ") is outside the " << width << "x" << height << " image: x must be in [0, " << width << "] and y in [0, "
-      << height << "] (XY order, original-image pixels)";
-  throw std::invalid_argument(msg.str());
-}
-
 void check_batch_prompts(const char* caller, const std::vector<float>& point_coords,
                          const std::vector<float>& point_labels, int batch, int num_points) {
   if (batch <= 0 || num_points <= 0) {
@@ -327,6 +311,13 @@ void Predictor::set_image(const uint8_t* rgb, int height, int width) {
   }
   Impl& m = *impl_;
   const auto [new_h, new_w] = get_preprocess_shape(height, width, m.info.image_size);
+  if (new_h == 0 || new_w == 0) {
+    // A 1x5000 strip would resize to zero rows: say so instead of failing inside the resampler.
+    throw std::invalid_argument("set_image: a " + std::to_string(height) + "x" + std::to_string(width) +
+                                " image is too elongated for image_size " + std::to_string(m.info.image_size) +
+                                " (its short side would resize to 0 pixels); crop or pad it to an aspect ratio under " +
+                                std::to_string(2 * m.info.image_size) + ":1");
+  }
   const Image8 resized = resize_bilinear_pil(rgb, height, width, 3, new_h, new_w);
   // HWC uint8 -> 1x3xHxW float 0..255 (the encoder normalises and pads).
   std::vector<float> chw(static_cast<size_t>(3) * new_h * new_w);
@@ -375,31 +366,13 @@ Prediction Predictor::predict(const std::vector<std::array<float, 2>>& point_coo
                               const std::vector<float>& mask_input, bool multimask_output, bool return_logits) {
   Impl& m = *impl_;
   m.require_image();
-  if (point_coords.size() != point_labels.size()) {
-    throw std::invalid_argument("predict: point_labels must have one label per point (" +
-                                std::to_string(point_coords.size()) + " points, " +
-                                std::to_string(point_labels.size()) + " labels)");
-  }
-  for (int label : point_labels) {
-    if (label != 0 && label != 1) {
-      throw std::invalid_argument("predict: point_labels must be 0 (background) or 1 (foreground), got " +
-                                  std::to_string(label));
-    }
-  }
+  detail::check_points(point_coords, point_labels, m.orig_h, m.orig_w);
   if (!mask_input.empty() && mask_input.size() != m.low_res_plane()) {
     throw std::invalid_argument("predict: mask_input must be 1x" + std::to_string(m.info.low_res_size) + "x" +
                                 std::to_string(m.info.low_res_size) + " low-res logits, got " +
                                 std::to_string(mask_input.size()) + " values");
   }
-  if (box) {
-    const auto& b = *box;
-    if (!(b[2] >= b[0] && b[3] >= b[1])) throw std::invalid_argument("predict: box must be XYXY with x1 >= x0 and y1 >= y0");
-    check_inside("predict: box", {b[0], b[1], b[2], b[3]}, m.orig_h, m.orig_w);
-  }
-  for (size_t i = 0; i < point_coords.size(); ++i) {
-    check_inside("predict: point_coords[" + std::to_string(i) + "]", {point_coords[i][0], point_coords[i][1]},
-                 m.orig_h, m.orig_w);
-  }
+  if (box) detail::check_box("predict: box", *box, m.orig_h, m.orig_w);
   // SAM's prompt encoder: points, then a padding point (label -1) when there is no box, then box corners (2, 3).
   std::vector<float> coords, labels;
   for (size_t i = 0; i < point_coords.size(); ++i) {
@@ -431,10 +404,7 @@ std::vector<Prediction> Predictor::predict_boxes(const std::vector<std::array<fl
   std::vector<float> coords, labels;
   for (size_t i = 0; i < boxes.size(); ++i) {
     const auto& b = boxes[i];
-    if (!(b[2] >= b[0] && b[3] >= b[1])) {
-      throw std::invalid_argument("predict_boxes: every box must be XYXY with x1 >= x0 and y1 >= y0");
-    }
-    check_inside("predict_boxes: boxes[" + std::to_string(i) + "]", {b[0], b[1], b[2], b[3]}, m.orig_h, m.orig_w);
+    detail::check_box("predict_boxes: boxes[" + std::to_string(i) + "]", b, m.orig_h, m.orig_w);
     const auto t = apply_box({b[0], b[1], b[2], b[3]}, m.orig_h, m.orig_w, m.info.image_size);
     coords.insert(coords.end(), {static_cast<float>(t[0]), static_cast<float>(t[1]), static_cast<float>(t[2]),
                                  static_cast<float>(t[3])});

@@ -105,4 +105,17 @@ TEST(verify_file_checks_the_manifest_sha256) {
   fs::remove_all(dir);
 }
 
+TEST(manifest_numbers_out_of_range_are_errors_not_undefined_casts) {
+  // Found by cpp/fuzz/fuzz_manifest (corpus/manifest/regression-*): doubles beyond int were cast unchecked.
+  const auto parse = [](const std::string& text) { return fastsam::detail::parse_manifest(text, "/m"); };
+  CHECK_THROWS(parse(R"({"image_size": 1e300, "models": {}})"), fastsam::Error, "image_size must be a multiple of 16");
+  CHECK_THROWS(parse(R"({"image_size": 100, "models": {}})"), fastsam::Error, "image_size");
+  CHECK_THROWS(parse(R"({"image_size": NaN, "models": {}})"), fastsam::Error, "image_size");
+  CHECK_THROWS(parse(R"({"mask_threshold": 1e300, "models": {}})"), fastsam::Error, "mask_threshold");
+  CHECK_THROWS(parse(R"({"models": {"e": {"file": "e.onnx", "inputs": [{"name": "x", "shape": [1e30]}]}}})"),
+               fastsam::Error, "shape of 'x'");
+  CHECK_THROWS(parse(R"({"model_type": "\u-123", "models": {}})"), fastsam::Error, "\\u escape");
+  CHECK_EQ(parse(R"({"model_type": "vit_\u0074", "image_size": 256, "models": {}})").model_type, std::string("vit_t"));
+}
+
 HARNESS_MAIN()
