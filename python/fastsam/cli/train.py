@@ -45,6 +45,11 @@ def demo_summary(record: dict, seconds: float) -> str:
 def main(config_path: str | None, resume: str | None, overrides: tuple[str, ...], demo: bool, output_dir: str) -> None:
     """Train a Segment Anything student as described by --config (or run --demo).
 
+    Two training tasks, chosen by the config's dataset.mode: "prompt" (each object prompted by its box or
+    points) and "everything" (every point of a dataset.grid_points grid is a prompt and the candidates are
+    Hungarian-matched to all objects of the image, as the automatic mask generator uses the model; see
+    models/configs/mobilesam_everything.json).
+
     A run never silently replaces an earlier one: when its run folder (output_dir/project_name/run_name)
     already holds a checkpoint, sam-train stops and asks for --resume PATH, another run_name, or
     --set overwrite=true (which deletes that run's checkpoints, metrics, curves, log and overlays).
