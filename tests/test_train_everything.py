@@ -218,3 +218,20 @@ def test_everything_training_raises_hungarian_miou_and_recall(tmp_path):
     assert all(r["train_matched"] > 0 for r in rows[1:])
     assert (cfg.run_dir / "visuals/epoch_0/val0.png").is_file()  # the start is the first best
     assert "recall@0.5" in (cfg.run_dir / "training_log.txt").read_text()
+
+
+def test_everything_layout_reads_all_objects_and_skips_images_without_any(tmp_path, caplog):
+    from fastsam.data.build import load_records
+    from fastsam.data.everything import EverythingDataset
+    from fastsam.data.synthetic import generate_synthetic_dataset
+
+    root = generate_synthetic_dataset(tmp_path / "syn", num_train=3, num_val=1, size=48, objects=(2, 3), seed=1)
+    split = _everything_layout(root, "train")
+    shutil.rmtree(split / "mask" / "train_0001")  # this image has no object left
+    with caplog.at_level("WARNING", logger="fastsam.data"):
+        records, problems = load_records(str(split / "image"), str(split / "mask"), None, "skip", "train")
+    assert [r.image_path.stem for r in records] == ["train_0000", "train_0002"]
+    assert any("train_0001" in p and "no mask" in p for p in problems)
+    item = EverythingDataset(records, 64, grid_points=4, train=False)[0]
+    assert item["gt"].shape[0] == len(list((split / "mask" / "train_0000").iterdir()))
+    assert item["gt_lowres"].shape[1:] == (16, 16) and item["grid"].shape == (16, 2)
