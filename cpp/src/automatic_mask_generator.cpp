@@ -22,8 +22,21 @@ AmgOptions validated(AmgOptions p) {
     fail("point_grids must hold crop_n_layers + 1 = " + std::to_string(p.crop_n_layers + 1) + " grids, got " +
          std::to_string(p.point_grids.size()));
   }
-  for (const auto& grid : p.point_grids)
+  for (const auto& grid : p.point_grids) {
     if (grid.empty()) fail("point_grids must not contain an empty grid");
+    for (const PointD& q : grid)
+      if (!(q.x >= 0.0 && q.x <= 1.0 && q.y >= 0.0 && q.y <= 1.0)) fail("point_grids must hold points in [0, 1]^2");
+  }
+  // A NaN threshold would silently filter out every mask (every comparison with it is false).
+  for (const auto& [name, value] : {std::pair<const char*, float>{"pred_iou_thresh", p.pred_iou_thresh},
+                                    {"stability_score_thresh", p.stability_score_thresh},
+                                    {"stability_score_offset", p.stability_score_offset}}) {
+    if (!std::isfinite(value)) fail(std::string(name) + " must be a finite number, got " + std::to_string(value));
+  }
+  for (const auto& [name, value] : {std::pair<const char*, float>{"box_nms_thresh", p.box_nms_thresh},
+                                    {"crop_nms_thresh", p.crop_nms_thresh}}) {
+    if (!(value >= 0.0f && value <= 1.0f)) fail(std::string(name) + " must be in [0, 1], got " + std::to_string(value));
+  }
   if (p.points_per_batch <= 0) fail("points_per_batch must be > 0, got " + std::to_string(p.points_per_batch));
   if (p.crop_n_layers < 0) fail("crop_n_layers must be >= 0");
   if (p.crop_n_points_downscale_factor <= 0) fail("crop_n_points_downscale_factor must be > 0");
