@@ -19,7 +19,11 @@ def available_providers() -> list[str]:
     """ONNX Runtime providers compiled into the loaded library, e.g. ['CPUExecutionProvider']."""
 
 class Predictor:
-    """SamPredictor over ONNX Runtime on a directory written by sam-export."""
+    """SamPredictor over ONNX Runtime on a directory written by sam-export.
+
+    Thread safety: a Predictor holds the current image, so give each thread its own; separate Predictors run
+    concurrently (inference releases the GIL) with the same results as one after the other.
+    """
 
     def __init__(
         self,

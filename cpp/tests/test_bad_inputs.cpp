@@ -50,6 +50,13 @@ static void point_file(const fs::path& dir, const std::string& file, const fs::p
   std::ofstream(dir / "manifest.json") << manifest;
 }
 
+// Model hashing is only the subject of the altered-file case; elsewhere it would only slow the ASan build down.
+static RuntimeOptions unverified() {
+  RuntimeOptions options;
+  options.verify_model_files = false;
+  return options;
+}
+
 template <typename Fn>
 static void check_error_code(Fn&& fn, ErrorCode code, const std::string& fragment) {
   try {
@@ -65,7 +72,7 @@ static void check_error_code(Fn&& fn, ErrorCode code, const std::string& fragmen
 TEST(model_dir_with_a_missing_or_altered_file) {
   const fs::path dir = redirected_export("files");
   {
-    Predictor ok(dir.string());  // the redirected manifest itself is valid
+    Predictor ok(dir.string(), unverified());  // the redirected manifest itself is valid
     CHECK(!ok.is_image_set());
   }
   // decoder_masks.onnx, damaged by one byte: only the mask generator opens it (split decoder).
@@ -82,7 +89,8 @@ TEST(model_dir_with_a_missing_or_altered_file) {
   check_error_code([&] { AutomaticMaskGenerator g(dir.string()); }, ErrorCode::kModelFiles, damaged.string());
   // The batched decoder is gone.
   point_file(dir, "decoder_batched.onnx", dir / "gone.onnx");
-  check_error_code([&] { Predictor p(dir.string()); }, ErrorCode::kFileNotFound, (dir / "gone.onnx").string());
+  check_error_code([&] { Predictor p(dir.string(), unverified()); }, ErrorCode::kFileNotFound,
+                   (dir / "gone.onnx").string());
   // manifest.json cut in half.
   const std::string manifest = read_text(dir / "manifest.json");
   std::ofstream(dir / "manifest.json") << manifest.substr(0, manifest.size() / 2);
@@ -91,7 +99,7 @@ TEST(model_dir_with_a_missing_or_altered_file) {
 }
 
 TEST(bad_images_are_refused_by_name) {
-  Predictor predictor(model_dir());
+  Predictor predictor(model_dir(), unverified());
   const std::vector<uint8_t> pixels(3 * 5000, 128);
   CHECK_THROWS(predictor.set_image(nullptr, 10, 10), std::invalid_argument, "null");
   CHECK_THROWS(predictor.set_image(pixels.data(), 0, 10), std::invalid_argument, "non-empty");
@@ -101,7 +109,7 @@ TEST(bad_images_are_refused_by_name) {
   CHECK(!predictor.is_image_set());
   AmgOptions params;
   params.points_per_side = 2;
-  AutomaticMaskGenerator generator(model_dir(), params);
+  AutomaticMaskGenerator generator(model_dir(), params, unverified());
   CHECK_THROWS(generator.generate(nullptr, 8, 8), std::invalid_argument, "null");
   CHECK_THROWS(generator.generate(pixels.data(), 0, 8), std::invalid_argument, "non-empty");
 }
@@ -109,7 +117,7 @@ TEST(bad_images_are_refused_by_name) {
 TEST(bad_prompts_are_refused_by_name) {
   const int h = 40, w = 60;
   const std::vector<uint8_t> image(static_cast<size_t>(h) * w * 3, 90);
-  Predictor predictor(model_dir());
+  Predictor predictor(model_dir(), unverified());
   CHECK_THROWS(predictor.predict({{10, 10}}, {1}), Error, "set_image");
   CHECK_THROWS(predictor.predict_boxes({{0, 0, 5, 5}}), Error, "set_image");
   predictor.set_image(image.data(), h, w);

@@ -32,6 +32,9 @@ struct Prediction {
   std::vector<float> low_res_logits;    // C*L*L
 };
 
+// Thread safety: a Predictor holds the current image, so calls on one Predictor must not overlap; give each
+// thread its own. Separate Predictors (and AutomaticMaskGenerators) share no mutable state and may run
+// concurrently, with the same results as one after the other (tests/test_runtime_threads.py).
 class Predictor {
  public:
   // Reads <model_dir>/manifest.json and creates ONNX Runtime sessions for the encoder and the batched decoder.
