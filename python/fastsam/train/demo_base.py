@@ -24,6 +24,7 @@ from ..data.synthetic import generate_synthetic_dataset
 from ..demo_model import BASE_IMAGE_SIZE
 from .checkpointing import save_atomic
 from .config import config_from_dict
+from .graceful_stop import TrainingStopped
 from .trainer import train
 
 logger = logging.getLogger("fastsam.train")
@@ -100,8 +101,11 @@ def main(argv: list[str] | None = None) -> None:
                    train_mask_dir=str(data / "train/masks"), val_img_dir=str(data / "val/images"),
                    val_mask_dir=str(data / "val/masks"))
     best = None
-    for stage in BASE_STAGES:
-        best = run_stage(dict(stage, **folders), best)
+    try:
+        for stage in BASE_STAGES:
+            best = run_stage(dict(stage, **folders), best)
+    except TrainingStopped as stopped:
+        raise SystemExit(f"stopped after step {stopped.step}; run the same command again to continue") from None
     out = compact_checkpoint(best, args.output)
     small = torch.load(out, map_location="cpu", weights_only=False)
     logger.info("base checkpoint %s (%.1f MB): best val box mIoU %.4f; %.0f s", out, out.stat().st_size / 2**20,
