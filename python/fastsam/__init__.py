@@ -9,6 +9,8 @@ The names below are imported on first use (PEP 562), so torch-free parts of the 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -38,3 +40,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """Keeps `fastsam.build_sam` the function: importing the submodule of the same name (which any
+    `from .build_sam import ...` does) makes the import system set the package attribute to the module."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "build_sam" and isinstance(value, types.ModuleType):
+            value = value.build_sam
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
