@@ -246,7 +246,11 @@ def main(image, checkpoint, model_type, model_dir, backend, threads, out_dir, po
             "everything_settings": EverythingSettings(points_per_side, pred_iou_thresh, stability_score_thresh)}
     load = lambda: _load_backend(backend, model_dir, checkpoint, model_type, threads, demo)  # noqa: E731
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise click.ClickException(f"cannot create the output directory {out_dir} ({err.strerror or err}); "
+                                   "pass a writable --out") from err
     if image is not None and image.is_dir():
         _run_folder(image, load, out_dir, args)
         return
