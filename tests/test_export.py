@@ -359,21 +359,62 @@ def test_int8_encoder_quantises_only_weight_matmuls_per_channel(int8_dir, standa
     assert _graph_interface(graph.output) == _graph_interface(fp32.output)
 
 
+def _single_mask(decoder, embedding, box, hw) -> np.ndarray:
+    """A box prompt's single-mask output (token 0 > 0), resized-image frame, as the report computes it."""
+    low_res = embedding.shape[-1] * 4
+    feed = {io_spec.IMAGE_EMBEDDINGS: embedding, io_spec.POINT_COORDS: box.reshape(1, 2, 2).astype(np.float32),
+            io_spec.POINT_LABELS: np.array([[2.0, 3.0]], dtype=np.float32),
+            io_spec.MASK_INPUT: np.zeros((1, 1, low_res, low_res), dtype=np.float32),
+            io_spec.HAS_MASK_INPUT: np.zeros(1, dtype=np.float32), io_spec.ORIG_IM_SIZE: np.array(hw, dtype=np.float32)}
+    return decoder.run(None, feed)[0][0, 0] > 0
+
+
 @pytest.mark.slow
-def test_int8_accuracy_report(int8_dir, int8_export, standalone_sam, standalone_manifest):
+def test_int8_accuracy_report(int8_dir, int8_export, standalone_dir, standalone_sam, standalone_manifest):
+    """The int8 files are as accurate as measured, and the report states their accuracy truthfully.
+
+    Tolerances come from measurements on this model (seeded random vit_t, 256 px, 2 calibration images); speed is
+    not asserted here (timings belong to benchmarks/bench_export_int8.py), only reported.
+    """
     image_size = standalone_manifest["image_size"]
     x = calibration.encoder_input(calibration.generate_image(seed=3, long_side=image_size), image_size)
     (embedding,) = _session(int8_dir / "encoder.int8.onnx").run(None, {io_spec.IMAGE: x})
     reference = parity.torch_embedding(standalone_sam, x)
     relative = np.abs(embedding - reference).max() / np.abs(reference).max()
-    # Measured 0.03 here (0.20 on the official fixture weights); a broken quantisation gives ~1 or more.
-    assert relative < 0.5, f"int8 embedding max error {relative:.3f} of the embedding range"
+    mean_relative = np.abs(embedding - reference).mean() / np.abs(reference).mean()
+    # Measured 0.027 (max error / max magnitude) and 0.023 (mean error / mean magnitude); tolerances about twice
+    # that. A broken quantisation (wrong scales, a quantised activation product) gives ~1.
+    assert relative < 0.06, f"int8 embedding max error {relative:.4f} of the embedding range"
+    assert mean_relative < 0.05, f"int8 embedding mean error {mean_relative:.4f} of the mean magnitude"
+
     _, report, lines = int8_export
     assert report["num_images"] == 1 and report["num_boxes"] == 8 and report["calibration_images"] == 2
-    assert all(0.0 <= v <= 1.0 for v in report["miou"].values())
-    # The decoder alone is compared on identical embeddings: dynamic int8 must stay close (measured 0.98).
-    assert report["miou"]["decoder_int8_only"] >= 0.9, report["miou"]
-    assert all(v > 0 for v in report["speedup"].values())
+    # The report's figures are the files' own: recomputed here on the same held-out scene and boxes.
+    options = pipeline.ExportOptions(output_dir=int8_dir, quantize=True, calib_count=2, heldout_count=1)
+    _, held = pipeline.calibration_sets(options, image_size)
+    enc32, enc8 = _session(standalone_dir / "encoder.onnx"), _session(int8_dir / "encoder.int8.onnx")
+    dec32, dec8 = _session(standalone_dir / "decoder.onnx"), _session(int8_dir / "decoder.int8.onnx")
+    ious = {"end_to_end": [], "encoder_int8_only": [], "decoder_int8_only": []}
+    for image in held:
+        (e32,) = enc32.run(None, {io_spec.IMAGE: image.encoder_input})
+        (e8,) = enc8.run(None, {io_spec.IMAGE: image.encoder_input})
+        hw = tuple(image.encoder_input.shape[2:])
+        for box in image.boxes:
+            ref = _single_mask(dec32, e32, box, hw)
+            for setting, (decoder, emb) in {"end_to_end": (dec8, e8), "encoder_int8_only": (dec32, e8),
+                                            "decoder_int8_only": (dec8, e32)}.items():
+                got = _single_mask(decoder, emb, box, hw)
+                union = np.logical_or(ref, got).sum()
+                ious[setting].append(1.0 if union == 0 else np.logical_and(ref, got).sum() / union)
+    for setting, values in ious.items():
+        # Threaded ORT kernels may flip a pixel at the threshold between runs: 0.002 of IoU.
+        assert abs(report["miou"][setting] - np.mean(values)) <= 0.002, (setting, report["miou"], np.mean(values))
+    # Measured end-to-end 0.980, encoder int8 alone 0.990, decoder int8 alone 0.984 (the search targets 0.97 on
+    # the calibration scenes); the floors leave room for other ONNX Runtime versions, not for a broken quantisation.
+    assert report["miou"]["end_to_end"] >= 0.95, report["miou"]
+    assert report["miou"]["encoder_int8_only"] >= 0.97, report["miou"]
+    assert report["miou"]["decoder_int8_only"] >= 0.95, report["miou"]
+    assert all(np.isfinite(v) and v > 0 for v in report["timing"].values()), report["timing"]
     assert any("int8 mIoU vs fp32" in line for line in lines) and any("speed-up" in line for line in lines)
 
 
