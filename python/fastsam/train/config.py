@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+from ..model_types import MODEL_TYPES
 from .distillation.config import DistillationConfig, range_errors
 
-MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
-TEACHER_TYPES = ("vit_b", "vit_l", "vit_h")
+# The flat feature-distillation keys take the SAM ViTs as teachers (every type but the student's vit_t).
+TEACHER_TYPES = tuple(t for t in MODEL_TYPES if t != "vit_t")
 
 
 @dataclass(frozen=True)
