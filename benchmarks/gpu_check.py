@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import logging
 import math
@@ -74,6 +75,7 @@ def check_training(root: Path, out: Path, model: str, args: argparse.Namespace) 
     cfg = config_from_dict(train_config(root, out, model, args.steps, args.img_size, args.batch_size, args.device))
     on_gpu = args.device == "cuda"
     if on_gpu:
+        gc.collect()  # the previous model's tensors must not count in this one's peak
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()

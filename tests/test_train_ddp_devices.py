@@ -180,3 +180,15 @@ def test_ddp_rank_collectives_stop_sync_and_rank0_writes(tmp_path, monkeypatch, 
     else:
         assert written == [] and not cfg.run_dir.exists()
         assert stopped.value.checkpoint is None
+
+
+def test_an_error_on_this_rank_still_leaves_the_group(tmp_path, monkeypatch, one_process_group):
+    from fastsam.train import trainer
+
+    info = DistInfo(rank=1, world_size=2, local_rank=1, local_world_size=2, backend="gloo")
+    monkeypatch.setattr(trainer, "setup_distributed", lambda launch, device, timeout: info)
+    monkeypatch.setattr(trainer, "check_paths", lambda cfg: None)
+    monkeypatch.setattr(trainer, "_run", lambda *a: (_ for _ in ()).throw(RuntimeError("boom on rank 1")))
+    with pytest.raises(RuntimeError, match="boom on rank 1"):
+        trainer.train(config_from_dict({"output_dir": str(tmp_path / "runs"), "device": "cpu"}))
+    assert not dist.is_initialized()  # destroy_process_group ran: peers see this rank leave

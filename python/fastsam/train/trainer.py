@@ -108,20 +108,21 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
     """
     if resume is None:
         check_run_folder_free(cfg.run_dir, cfg.overwrite)  # before any rank writes
-    launch = launch_info()
-    device = pick_device(cfg, launch)
-    info = setup_distributed(launch, device, cfg.ddp_timeout_minutes)
     check_paths(cfg)
     if uses_distillation(cfg):
         if cfg.freeze.image_encoder:
             raise ConfigError("distillation trains the student's image encoder: set freeze.image_encoder=false")
         if cfg.augment:
             raise ConfigError("distillation compares with features of the unflipped images: set augment=false")
-    outputs = RunOutputs(cfg.run_dir) if info.is_main else None
-    if outputs and resume is None:
-        outputs.clear_previous_run()
-    handler = outputs.attach_log_file() if outputs else None
-    try:
+    launch = launch_info()
+    device = pick_device(cfg, launch)
+    info = setup_distributed(launch, device, cfg.ddp_timeout_minutes)
+    handler = None
+    try:  # from here on an error on any rank still leaves the process group
+        outputs = RunOutputs(cfg.run_dir) if info.is_main else None
+        if outputs and resume is None:
+            outputs.clear_previous_run()
+        handler = outputs.attach_log_file() if outputs else None
         with GracefulStop() as stop:
             return _run(cfg, info, device, outputs, resume, stop_after_epoch, stop, stop_after_step)
     finally:
