@@ -4,6 +4,7 @@ rank picks, that a stop seen by one rank stops all, and that only rank 0 writes.
 The training run below joins a real 1-process gloo group (so DistributedDataParallel works) but tells the
 trainer it is rank `rank` of 2; torch.distributed's collectives are replaced by fakes that play the other
 rank and assert each tensor lives on the backend's device and arrives through fastsam.train.distributed.
+The helpers' NCCL branch runs on fake cuda tensors (FakeTensorMode), so no GPU is needed for it either.
 """
 from __future__ import annotations
 
@@ -99,6 +100,35 @@ def test_reduce_sum_returns_to_the_callers_device(monkeypatch):
     out = fdist.reduce_sum(sums, DistInfo(rank=0, world_size=2, backend="gloo"))
     assert seen == [torch.device("cpu")]
     assert out.tolist() == [2.0, 5.0] and sums.tolist() == [1.0, 2.5]  # the caller's tensor is left alone
+
+
+class _Seen(Exception):
+    """Raised by a fake collective after it recorded its tensor (a fake cuda tensor holds no value to return)."""
+
+
+def test_helpers_hand_nccl_tensors_on_this_ranks_gpu(monkeypatch):
+    # FakeTensorMode lets a CPU-only build create tensors that claim to live on cuda:1, so the NCCL branch of
+    # every helper runs here: the fake collective records where its tensor lives.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    info = DistInfo(rank=3, world_size=4, local_rank=1, local_world_size=2, backend="nccl")
+    seen = []
+
+    def fake_all_reduce(tensor, op=None):
+        seen.append((tensor.device, op))
+        if op == dist.ReduceOp.MAX:
+            raise _Seen  # any_rank would read the fake flag's value next
+
+    monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
+    monkeypatch.setattr(dist, "barrier", lambda **kw: seen.append(("barrier", kw)))
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        out = fdist.reduce_sum(torch.zeros(5, dtype=torch.float64), info)
+        assert out.device == torch.device("cpu")  # back where the caller's sums were
+        with pytest.raises(_Seen):
+            fdist.any_rank(True, info)
+    fdist.barrier(info)
+    gpu = torch.device("cuda", 1)
+    assert seen == [(gpu, dist.ReduceOp.SUM), (gpu, dist.ReduceOp.MAX), ("barrier", {"device_ids": [1]})]
 
 
 class FakePeer:

@@ -49,8 +49,8 @@ def _env_int(name: str, default: int) -> int:
 
 def launch_info() -> DistInfo:
     """Rank, world size and local rank from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); no group yet."""
-    return DistInfo(rank=_env_int("RANK", 0), world_size=_env_int("WORLD_SIZE", 1), local_rank=_env_int("LOCAL_RANK", 0),
-                    local_world_size=_env_int("LOCAL_WORLD_SIZE", 1))
+    return DistInfo(rank=_env_int("RANK", 0), world_size=_env_int("WORLD_SIZE", 1),
+                    local_rank=_env_int("LOCAL_RANK", 0), local_world_size=_env_int("LOCAL_WORLD_SIZE", 1))
 
 
 def launched_by_torchrun() -> bool:

@@ -26,8 +26,8 @@ from ..data.dataset import collate_samples
 from .checkpointing import load_training_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import ConfigError, TrainConfig, check_paths, save_config
 from .distillation.stack import build_stack
-from .distributed import (DistInfo, ShardSampler, SkipSampler, any_rank, barrier, gather_objects, launch_info, reduce_sum,
-                          setup_distributed, shutdown, wrap_ddp)
+from .distributed import (DistInfo, ShardSampler, SkipSampler, any_rank, barrier, gather_objects, launch_info,
+                          reduce_sum, setup_distributed, shutdown, wrap_ddp)
 from .embedding_cache import EmbeddingCache, load_images_only_on_misses, model_identity
 from .feature_distill import make_distiller, uses_distillation
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
@@ -52,12 +52,13 @@ def pick_device(cfg: TrainConfig, info: DistInfo) -> torch.device:
     if not torch.cuda.is_available():
         raise ConfigError(f"config key 'device' is {cfg.device!r} but CUDA is not available")
     if device.index is not None and info.local_world_size > 1:
-        raise ConfigError(f"config key 'device' is {cfg.device!r}, one GPU for the {info.local_world_size} processes of this node: "
-                          "under torchrun use 'auto' or 'cuda' (each process takes cuda:LOCAL_RANK)")
+        raise ConfigError(f"config key 'device' is {cfg.device!r}, one GPU for the {info.local_world_size} processes "
+                          "of this node: under torchrun use 'auto' or 'cuda' (each process takes cuda:LOCAL_RANK)")
     index = info.local_rank if device.index is None else device.index
     if index >= torch.cuda.device_count():
-        raise ConfigError(f"process with LOCAL_RANK {info.local_rank} needs cuda:{index} but {torch.cuda.device_count()} "
-                          "GPU(s) are visible: start at most that many processes per node (--nproc-per-node)")
+        raise ConfigError(f"process with LOCAL_RANK {info.local_rank} needs cuda:{index} but "
+                          f"{torch.cuda.device_count()} GPU(s) are visible: start at most that many processes per node "
+                          "(--nproc-per-node)")
     return torch.device("cuda", index)
 
 
