@@ -222,3 +222,23 @@ def test_an_error_on_this_rank_still_leaves_the_group(tmp_path, monkeypatch, one
     with pytest.raises(RuntimeError, match="boom on rank 1"):
         trainer.train(config_from_dict({"output_dir": str(tmp_path / "runs"), "device": "cpu"}))
     assert not dist.is_initialized()  # destroy_process_group ran: peers see this rank leave
+
+
+@pytest.mark.slow  # two spawned processes import torch
+def test_real_gloo_helpers_and_a_silent_peer_times_out(tmp_path):
+    import multiprocessing
+
+    import gloo_worker  # a small module: each spawned rank imports only it, torch and fastsam.train.distributed
+
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=gloo_worker.run_rank, args=(rank, str(tmp_path / "init"), results)) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    answers = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert [a["sum"] for a in (answers[0], answers[1])] == [3.0, 3.0]
+    assert answers[0]["stop"] is True and answers[1]["stop"] is True  # rank 1's request reached rank 0
+    assert answers[0]["gathered"] == [{"rank": 0}, {"rank": 1}] == answers[1]["gathered"]
+    assert answers[0]["lonely_collective"] == "raised"  # ddp_timeout_minutes bounds a wait on a dead peer
