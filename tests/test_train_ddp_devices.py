@@ -242,3 +242,25 @@ def test_real_gloo_helpers_and_a_silent_peer_times_out(tmp_path):
     assert answers[0]["stop"] is True and answers[1]["stop"] is True  # rank 1's request reached rank 0
     assert answers[0]["gathered"] == [{"rank": 0}, {"rank": 1}] == answers[1]["gathered"]
     assert answers[0]["lonely_collective"] == "raised"  # ddp_timeout_minutes bounds a wait on a dead peer
+
+
+@pytest.mark.parametrize("length,world", [(5, 2), (1, 2), (7, 3)])
+def test_validation_shards_count_each_sample_once(length, world):
+    # DistributedSampler would pad 5 samples to 6 over 2 ranks; validation must not count the repeat.
+    shards = [list(fdist.ShardSampler(length, DistInfo(rank=r, world_size=world))) for r in range(world)]
+    assert sorted(i for shard in shards for i in shard) == list(range(length))
+    assert [len(fdist.ShardSampler(length, DistInfo(rank=r, world_size=world))) for r in range(world)] == \
+        [len(s) for s in shards]
+
+
+def test_a_rank_without_validation_images_still_joins_the_sum(monkeypatch):
+    from types import SimpleNamespace
+
+    from fastsam.train.validation import evaluate
+
+    peer = torch.tensor([0.5, 0.25, 2.0, 0.1, 0.2], dtype=torch.float64)  # the other rank's validation sums
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor, op=None: tensor.add_(peer))
+    task = SimpleNamespace(num_sums=5, metrics=lambda sums: sums.tolist())
+    info = DistInfo(rank=1, world_size=2, local_rank=1, backend="gloo")
+    metrics, previews = evaluate(task, torch.nn.Identity(), [], None, torch.device("cpu"), info)
+    assert metrics == peer.tolist() and previews == []
