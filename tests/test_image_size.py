@@ -266,3 +266,38 @@ def test_trainer_custom_iou_head_also_takes_the_1024_file_at_another_size(vit_b_
     model = build_student(cfg)
     assert model.image_encoder.pos_embed.shape == (1, 4, 4, 768)
     assert model.mask_decoder.iou_prediction_head.layers[0].out_features == 32
+
+
+# ---------------------------------------------------------------- export and runtime at another size
+
+def test_export_settings_say_the_weights_were_resized(vit_b_1024):
+    from fastsam.export.settings import build_model
+
+    model, settings = build_model(str(vit_b_1024[1]), model_type="vit_b", image_size=512)
+    assert model.image_encoder.pos_embed.shape == (1, 32, 32, 768)
+    assert settings.sources["image_size"] == "command line, weights resized from 1024"
+
+
+@pytest.mark.slow
+def test_vit_t_checkpoint_exports_at_512_and_the_runtime_predicts_at_that_size(vit_t_state, tmp_path):
+    # vit_t, not vit_b: exporting vit_b takes minutes on CPU. The export API with simplification off and
+    # one timing run keeps this to the graphs and the parity gate.
+    from fastsam.export import manifest
+    from fastsam.export.pipeline import ExportOptions, run_export
+    from fastsam.export.settings import build_model
+
+    checkpoint = tmp_path / "mobile_sam_random.pth"
+    torch.save(vit_t_state, checkpoint)
+    out = tmp_path / "vit_t_512"
+    sam, settings = build_model(str(checkpoint), model_type="vit_t", image_size=512)
+    run_export(sam, ExportOptions(output_dir=out, model_type="vit_t", simplify=False, timing_repeats=1),
+               log=lambda line: None)
+    written = manifest.read_manifest(out)
+    assert (written["model_type"], written["image_size"]) == ("vit_t", 512)
+    assert all(entry["ok"] for entry in written["parity"].values())
+    fastsam_rt = pytest.importorskip("fastsam_rt")
+    predictor = fastsam_rt.Predictor(str(out))
+    assert predictor.image_size == 512
+    predictor.set_image(np.zeros((300, 400, 3), dtype=np.uint8))
+    masks, scores, low_res = predictor.predict(point_coords=np.array([[200.0, 150.0]]), point_labels=np.array([1]))
+    assert masks.shape == (3, 300, 400) and scores.shape == (3,) and low_res.shape == (3, 128, 128)
