@@ -9,6 +9,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .model_types import MODEL_TYPES  # noqa: F401  (re-exported: callers import it from here)
+from .model_types import image_size_problem
 from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
 
 PROMPT_EMBED_DIM = 256
@@ -52,7 +53,7 @@ def build_vit_encoder(model_type: str, image_size: int = IMAGE_SIZE) -> ImageEnc
     """The official ViT encoder of ``model_type`` (vit_b/l/h).
 
     ``image_size`` other than 1024 changes only the position-embedding and global-block
-    rel-pos table sizes (used by tests to run the real depth/width on a small input).
+    rel-pos table sizes; an official checkpoint is resized to them on load (fastsam.checkpoint_resize).
     """
     embed_dim, depth, num_heads, global_attn_indexes = VIT_CONFIGS[model_type]
     return ImageEncoderViT(
@@ -72,7 +73,11 @@ def build_vit_encoder(model_type: str, image_size: int = IMAGE_SIZE) -> ImageEnc
 
 
 def build_tiny_vit_encoder(image_size: int = IMAGE_SIZE) -> TinyViT:
-    """MobileSAM's TinyViT-5M encoder (``image_size`` must be a multiple of 16; 1024 is official)."""
+    """MobileSAM's TinyViT-5M encoder (``image_size`` must be a multiple of 16; 1024 is official).
+
+    Its weights do not depend on the image size (attention biases are per window offset), so
+    mobile_sam.pt loads unchanged at every valid size.
+    """
     return TinyViT(
         img_size=image_size,
         in_chans=3,
@@ -92,6 +97,9 @@ def build_tiny_vit_encoder(image_size: int = IMAGE_SIZE) -> TinyViT:
 
 
 def _build(model_type: str, checkpoint: str | os.PathLike | None, image_size: int) -> Sam:
+    problem = image_size_problem(image_size)
+    if problem is not None:
+        raise ValueError(f"cannot build {model_type}: {problem}")
     encoder: nn.Module
     if model_type == "vit_t":
         encoder = build_tiny_vit_encoder(image_size)
@@ -108,17 +116,17 @@ def build_sam_vit_t(checkpoint: str | os.PathLike | None = None, image_size: int
 
 
 def build_sam_vit_b(checkpoint: str | os.PathLike | None = None, image_size: int = IMAGE_SIZE) -> Sam:
-    """SAM ViT-B (93.7 M parameters), in eval mode; loads ``checkpoint`` strictly when given."""
+    """SAM ViT-B (93.7 M parameters), in eval mode; loads ``checkpoint`` when given, resized to ``image_size``."""
     return _build("vit_b", checkpoint, image_size)
 
 
 def build_sam_vit_l(checkpoint: str | os.PathLike | None = None, image_size: int = IMAGE_SIZE) -> Sam:
-    """SAM ViT-L (312.3 M parameters), in eval mode; loads ``checkpoint`` strictly when given."""
+    """SAM ViT-L (312.3 M parameters), in eval mode; loads ``checkpoint`` when given, resized to ``image_size``."""
     return _build("vit_l", checkpoint, image_size)
 
 
 def build_sam_vit_h(checkpoint: str | os.PathLike | None = None, image_size: int = IMAGE_SIZE) -> Sam:
-    """SAM ViT-H (641.1 M parameters), in eval mode; loads ``checkpoint`` strictly when given."""
+    """SAM ViT-H (641.1 M parameters), in eval mode; loads ``checkpoint`` when given, resized to ``image_size``."""
     return _build("vit_h", checkpoint, image_size)
 
 

@@ -1,12 +1,17 @@
 """Reading checkpoint files and loading them into a model with one clear error on mismatch."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .checkpoint_resize import checkpoint_image_size, describe, fit_to_model
+
+logger = logging.getLogger("fastsam.checkpoint")
 
 # How many missing/unexpected/mismatched keys an error message names.
 _KEYS_SHOWN = 5
@@ -92,20 +97,31 @@ def _first(keys: list[str]) -> str:
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, model_type: str) -> nn.Module:
-    """Load the checkpoint at ``path`` into ``model`` strictly.
+    """Load the checkpoint at ``path`` into ``model`` strictly (ViT size-dependent weights resized).
 
     Arguments: model: the freshly built model; path: checkpoint file; model_type: the name the
     model was built as (used in messages). Returns: ``model``.
     Raises: FileNotFoundError / RuntimeError (see :func:`read_state_dict`); ValueError listing
     the first missing, unexpected and shape-mismatched keys and the model type the file looks like.
+    A ViT checkpoint trained at another image size has its position embedding and global-attention
+    rel-pos tables resized to the model's grid (see :mod:`fastsam.checkpoint_resize`; logged).
     """
     return load_state_dict_strictly(model, read_state_dict(path), path, model_type)
 
 
 def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str | os.PathLike,
-                             model_type: str) -> nn.Module:
-    """Load an already read ``state_dict`` (from ``path``, named in messages) as :func:`load_checkpoint` does."""
+                             model_type: str, keep_prefix: str | None = None) -> nn.Module:
+    """Load an already read ``state_dict`` (from ``path``, named in messages) as :func:`load_checkpoint` does.
+
+    ``keep_prefix``: the model's parameters under this prefix keep their values; the file's are ignored
+    (a head rebuilt with another shape).
+    """
     expected = model.state_dict()
+    if keep_prefix is not None:
+        expected = {k: v for k, v in expected.items() if not k.startswith(keep_prefix)}
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(keep_prefix)}
+    trained_size = checkpoint_image_size(state_dict)
+    state_dict, resized = fit_to_model(state_dict, expected)
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     mismatched = [
@@ -124,5 +140,10 @@ def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, torch.Tenso
         guess = guess_model_type(state_dict)
         looks = f"it looks like a {guess!r} checkpoint" if guess else "it does not look like any known model type"
         raise ValueError(f"checkpoint {path} does not match model type {model_type!r}: {'; '.join(parts)}; {looks}")
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=keep_prefix is None)
+    if resized:
+        logger.info("checkpoint %s: trained at image size %s, loaded at %s: resized %s", path, trained_size,
+                    checkpoint_image_size(state_dict), describe(resized))
     return model
+
+

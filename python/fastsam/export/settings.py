@@ -2,16 +2,14 @@
 trainer stored them, else from the command line, else the official defaults."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..build_sam import IMAGE_SIZE, MODEL_TYPES
+from ..model_types import image_size_problem
 
 DEFAULT_MODEL_TYPE = "vit_t"
 DEFAULT_MASK_THRESHOLD = 0.0
-
-# The encoders cut the image into 16-pixel patches (TinyViT reaches the same 1/16 grid).
-IMAGE_SIZE_MULTIPLE = 16
 
 
 class SettingsError(ValueError):
@@ -34,9 +32,9 @@ class ExportSettings:
 
 def check_image_size(image_size: int) -> int:
     """``image_size`` if the encoders can take it; ValueError naming the rule otherwise."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 \
-            or image_size % IMAGE_SIZE_MULTIPLE:
-        raise SettingsError(f"image size must be a positive multiple of {IMAGE_SIZE_MULTIPLE}, got {image_size!r}")
+    problem = image_size_problem(image_size)
+    if problem is not None:
+        raise SettingsError(problem)
     return image_size
 
 
@@ -104,6 +102,7 @@ def build_model(checkpoint: str | None, model_type: str | None = None, image_siz
     """
     from ..build_sam import sam_model_registry
     from ..checkpoint import load_state_dict_strictly, read_checkpoint
+    from ..checkpoint_resize import checkpoint_image_size
 
     state_dict, record = read_checkpoint(checkpoint) if checkpoint is not None else (None, {})
     name = None if checkpoint is None else Path(checkpoint).name
@@ -111,6 +110,11 @@ def build_model(checkpoint: str | None, model_type: str | None = None, image_siz
     model = sam_model_registry[settings.model_type](checkpoint=None, image_size=settings.image_size)
     if state_dict is not None:
         load_state_dict_strictly(model, state_dict, checkpoint, settings.model_type)
+        trained_size = checkpoint_image_size(state_dict)
+        if trained_size is not None and trained_size != settings.image_size:
+            # Say it where the user reads the settings (log line and manifest), not only in the log.
+            note = f"{settings.sources['image_size']}, weights resized from {trained_size}"
+            settings = replace(settings, sources={**settings.sources, "image_size": note})
     # The runtime binarises masks at the manifest's threshold, which the export pipeline reads from the model.
     model.mask_threshold = settings.mask_threshold
     return model.eval(), settings

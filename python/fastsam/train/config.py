@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from ..model_types import MODEL_TYPES
+from ..model_types import MODEL_TYPES, image_size_problem
 from .distillation.config import DistillationConfig, range_errors
 
 # The flat feature-distillation keys take the SAM ViTs as teachers (every type but the student's vit_t).
@@ -141,7 +141,7 @@ class TrainConfig:
     unfreeze_epoch: Optional[int] = None  # after this many epochs every frozen part becomes trainable (1: from epoch 2)
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
-    img_size: int = 1024  # model input side; other multiples of 16 build the encoder at that size (tests, smoke runs)
+    img_size: int = 1024  # model input side, a multiple of 16; a ViT checkpoint trained at another size is resized
     mask_threshold: float = 0.0  # on logits; 0.0 = probability 0.5
     # optimisation
     num_epochs: int = 10
@@ -350,6 +350,8 @@ def _check_consistency(cfg: TrainConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+    if (problem := image_size_problem(cfg.img_size)) is not None:
+        raise ConfigError(f"config key 'img_size': {problem}")
     for key in ("num_workers", "num_pos_points", "num_neg_points", "num_val_overlays"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(cfg, key)}")

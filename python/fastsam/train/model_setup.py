@@ -6,7 +6,7 @@ import logging
 from torch import nn
 
 from ..build_sam import sam_model_registry
-from ..checkpoint import load_checkpoint, read_state_dict
+from ..checkpoint import load_checkpoint, load_state_dict_strictly, read_state_dict
 from ..modeling.mask_decoder import MLP
 from .config import TrainConfig
 
@@ -17,6 +17,9 @@ _IOU_HEAD_PREFIX = "mask_decoder.iou_prediction_head."
 
 def build_student(cfg: TrainConfig) -> nn.Module:
     """The student Sam for `cfg`, with `cfg.checkpoint` loaded (strictly, except a resized IoU head).
+
+    A ViT checkpoint trained at another image size than `cfg.img_size` is resized on load (see
+    fastsam.checkpoint_resize).
 
     Without a checkpoint the weights are random and a loud warning is logged. When iou_head_depth /
     iou_head_hidden_dim differ from the official 3 / 256, the IoU head is rebuilt and its weights
@@ -34,12 +37,8 @@ def build_student(cfg: TrainConfig) -> nn.Module:
                        "mobile_sam.pt / sam_vit_*.pth to finetune real weights.", cfg.model_type)
         logger.warning("=" * 72)
     elif custom_head:
-        state = {k: v for k, v in read_state_dict(cfg.checkpoint).items() if not k.startswith(_IOU_HEAD_PREFIX)}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        wrong = [k for k in missing if not k.startswith(_IOU_HEAD_PREFIX)] + list(unexpected)
-        if wrong:
-            raise ValueError(f"checkpoint {cfg.checkpoint} does not match model type {cfg.model_type!r}: "
-                             f"{len(wrong)} missing/unexpected keys, e.g. {wrong[:5]}")
+        load_state_dict_strictly(model, read_state_dict(cfg.checkpoint), cfg.checkpoint, cfg.model_type,
+                                 keep_prefix=_IOU_HEAD_PREFIX)
         logger.warning("IoU head rebuilt with depth %d, hidden %d: its checkpoint weights are not used",
                        cfg.iou_head_depth, cfg.iou_head_hidden_dim)
     else:
