@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +38,28 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomic(obj: object, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then rename over `path` (a failed write leaves
+def _write_atomic(path: str | Path, write) -> Path:
+    """`write(tmp)` a temporary file in the same folder, then rename it over `path` (a failed write leaves
     neither a half-written `path` nor the temporary file)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def save_atomic(obj: object, path: str | Path) -> Path:
+    """torch.save `obj` to `path` atomically."""
+    return _write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def copy_atomic(source: str | Path, path: str | Path) -> Path:
+    """Copy a written checkpoint to `path` atomically (cheaper than serializing it again)."""
+    return _write_atomic(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def load_training_checkpoint(path: str | Path) -> dict:
