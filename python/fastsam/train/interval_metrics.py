@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .distributed import DistInfo, reduce_sums
+from .distributed import DistInfo, gather_objects, reduce_sums
 
 
 class IntervalMetrics:
@@ -39,6 +39,11 @@ class IntervalMetrics:
     def state(self) -> dict:
         """This rank's open interval (a mid-interval checkpoint carries it; resume continues the mean)."""
         return {"sums": dict(self.sums), "count": self.count}
+
+    @staticmethod
+    def gather(intervals: IntervalMetrics | None) -> list[dict] | None:
+        """Every rank's open interval (a collective), for a checkpoint between records; None without intervals."""
+        return None if intervals is None else gather_objects(intervals.state(), intervals.info)
 
     def load_state(self, state: dict) -> None:
         self.sums, self.count = dict(state["sums"]), int(state["count"])

@@ -35,7 +35,7 @@ from .graceful_stop import GracefulStop, TrainingStopped
 from .loss_module import SegmentationLoss
 from .model_setup import build_student
 from .run_outputs import RunOutputs, check_run_folder_free
-from .schedule import get_lr, stage_for_epoch, step_budget
+from .schedule import ActiveStage, get_lr, stage_for_epoch, step_budget
 from .tasks import make_task
 from .evaluator import Evaluator
 from .interval_metrics import IntervalMetrics
@@ -81,6 +81,39 @@ def _unfreeze(sam: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     new = [p for p in sam.parameters() if id(p) not in before]
     if new:
         optimizer.add_param_group({"params": new})
+
+
+def _epoch_stage(cfg: TrainConfig, epoch: int, num_epochs: int, stack) -> ActiveStage:
+    """The 0-based epoch's stage (with the dynamic distillation lambda), logged."""
+    stage = stage_for_epoch(cfg, epoch)
+    logger.info("epoch %d/%d: %s, loss weights %s", epoch + 1, num_epochs, stage.name,
+                " ".join(f"{k} {v:g}" for k, v in vars(stage.loss_weights).items()))
+    if stack is not None and stage.distillation:
+        if cfg.distillation.dynamic_lambda.enable:
+            stage = dataclasses.replace(stage, lambda_coef=stack.lambda_schedule.value)
+        logger.info("epoch %d/%d: distillation lambda %g (loss = task + lambda * distill)", epoch + 1,
+                    num_epochs, stage.lambda_coef)
+    return stage
+
+
+def _continue_epoch(partial: dict, cfg: TrainConfig, info: DistInfo, train_ds, train_loader: DataLoader,
+                    sampler: DistributedSampler) -> tuple[int, float, dict, DataLoader]:
+    """(batches done, train time so far, this rank's loss sums, a loader over the rest) of a stopped epoch:
+    the same shuffled order, minus the batches already trained."""
+    if len(partial["sums_per_rank"]) != info.world_size:
+        raise ConfigError(f"--resume: the checkpoint stopped inside epoch {partial['epoch']} with "
+                          f"{len(partial['sums_per_rank'])} process(es); resume it with the same number "
+                          f"(this run has {info.world_size})")
+    done = partial["batches_done"]
+    loader = DataLoader(train_ds, batch_size=train_loader.batch_size, num_workers=cfg.num_workers,
+                        sampler=SkipSampler(sampler, done * train_loader.batch_size), collate_fn=collate_samples)
+    return done, partial["train_time"], dict(partial["sums_per_rank"][info.rank]), loader
+
+
+def _log_epoch(record: dict, num_epochs: int, terms: tuple[str, ...], val: str, is_best: bool) -> None:
+    logger.info("epoch %d/%d: loss %.4f (%s) lr %.2e | %s%s | %.2f steps/s", record["epoch"], num_epochs,
+                record["train_loss"], " ".join(f"{k.replace('_', '-')} {record[f'train_{k}']:.4f}" for k in terms),
+                record["lr"], val, " (new best)" if is_best else "", record["steps_per_s"])
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: int | None = None,
@@ -226,10 +259,6 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             ckpt["interval"] = interval  # each rank's open metrics interval
         return ckpt
 
-    def open_interval() -> list[dict] | None:
-        """Every rank's unfinished metrics interval (a collective), for a checkpoint between intervals."""
-        return None if intervals is None else gather_objects(intervals.state(), info)
-
     if resume is None:
         # The starting weights are the first best: an epoch must beat them, and best_model.pth always exists.
         record, _ = evaluator.run({"epoch": 0, "step": 0, "train_loss": None}, lambda r: checkpoint(0, r), 0)
@@ -242,15 +271,8 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             loss_module = SegmentationLoss(sam, task, cfg, projection, distiller, stack)
             wrapped = wrap_ddp(loss_module, info, device)
             logger.info("epoch %d: unfroze every part; embedding cache off", epoch + 1)
-        stage = stage_for_epoch(cfg, epoch)
+        stage = _epoch_stage(cfg, epoch, num_epochs, stack)
         epoch_steps = budget.steps_in_epoch(epoch)
-        logger.info("epoch %d/%d: %s, loss weights %s", epoch + 1, num_epochs, stage.name,
-                    " ".join(f"{k} {v:g}" for k, v in vars(stage.loss_weights).items()))
-        if stack is not None and stage.distillation:
-            if cfg.distillation.dynamic_lambda.enable:
-                stage = dataclasses.replace(stage, lambda_coef=stack.lambda_schedule.value)
-            logger.info("epoch %d/%d: distillation lambda %g (loss = task + lambda * distill)", epoch + 1,
-                        num_epochs, stage.lambda_coef)
         set_train_mode(sam, frozen)
         load_images_only_on_misses(cache, train_ds)
         if stack is not None and stack.needs_images:
@@ -261,15 +283,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         sums = dict.fromkeys(("loss",) + terms, 0.0)
         done, loader, time_before = 0, train_loader, 0.0
         if partial is not None and partial["epoch"] == epoch + 1:
-            # Continue a stopped epoch: same shuffled order, minus the batches already trained.
-            done, time_before = partial["batches_done"], partial["train_time"]
-            if len(partial["sums_per_rank"]) != info.world_size:
-                raise ConfigError(f"--resume: the checkpoint stopped inside epoch {epoch + 1} with "
-                                  f"{len(partial['sums_per_rank'])} process(es); resume it with the same number "
-                                  f"(this run has {info.world_size})")
-            sums = dict(partial["sums_per_rank"][info.rank])
-            loader = DataLoader(train_ds, batch_size=train_loader.batch_size, num_workers=cfg.num_workers,
-                                sampler=SkipSampler(sampler, done * train_loader.batch_size), collate_fn=collate_samples)
+            done, time_before, sums, loader = _continue_epoch(partial, cfg, info, train_ds, train_loader, sampler)
         partial = None
         t0 = time.perf_counter()
 
@@ -309,14 +323,14 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                     record, _ = evaluator.run(
                         {"epoch": epoch + 1, "step": step, "lr": lr, **intervals.flush()},
                         lambda r: checkpoint(epoch + (partial_epoch is None), r, partial_epoch), epoch + 1)
-                    logger.info("step %d/%d: loss %.4f lr %.2e | %s, val loss %.4f", step, total_steps,
-                                record["train_loss"], lr, task.describe(evaluator.last), record["val_loss"])
+                    logger.info("step %d/%d: loss %.4f lr %.2e | %s", step, total_steps, record["train_loss"], lr,
+                                task.describe(evaluator.last))
                     set_train_mode(sam, frozen)
             if stop_after_step is not None and step >= stop_after_step:
                 stop.requested = True
             every = cfg.checkpoint_every_steps
             if stop.requested or (every is not None and step % every == 0 and i + 1 < epoch_steps):
-                partial_epoch, interval = partial_state(i + 1), open_interval()
+                partial_epoch, interval = partial_state(i + 1), IntervalMetrics.gather(intervals)
                 path = None
                 if outputs:
                     path = save_atomic(checkpoint(epoch, record, partial_epoch, interval),
@@ -342,16 +356,13 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             record, is_best = evaluator.run(epoch_record, lambda r: checkpoint(epoch + 1, r), epoch + 1, save_latest=True)
         else:
             # Validation ran at the intervals; the epoch end only saves where --resume continues from.
-            is_best, interval = False, open_interval()
+            is_best, interval = False, IntervalMetrics.gather(intervals)
             if outputs:
                 save_atomic(checkpoint(epoch + 1, record, interval=interval), outputs.run_dir / "latest_model.pth")
         if stack is not None and stage.distillation:
             stack.lambda_schedule.step(evaluator.last["miou"])  # the next epoch's lambda (dynamic_lambda)
         if outputs:
-            logger.info("epoch %d/%d: loss %.4f (%s) lr %.2e | %s%s | %.2f steps/s", epoch + 1, num_epochs,
-                        means["loss"], " ".join(f"{k.replace('_', '-')} {means[k]:.4f}" for k in terms),
-                        epoch_record["lr"], task.describe(evaluator.last), " (new best)" if is_best else "",
-                        epoch_record["steps_per_s"])
+            _log_epoch(epoch_record, num_epochs, terms, task.describe(evaluator.last), is_best)
         if info.world_size > 1:
             dist.barrier()
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
