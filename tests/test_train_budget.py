@@ -131,3 +131,13 @@ def test_budget_of_7_steps_with_interval_metrics_and_resume_at_4(three_step_root
     end = torch.load(broken.run_dir / "latest_model.pth", map_location="cpu", weights_only=False)
     for key, value in ckpt["model"].items():
         assert torch.allclose(value, end["model"][key], atol=1e-6), key
+
+
+def test_copy_atomic_survives_the_source_being_replaced(tmp_path):
+    from fastsam.train.checkpointing import copy_atomic, save_atomic
+
+    best = save_atomic({"s": 1}, tmp_path / "best_model.pth")
+    copy_atomic(best, tmp_path / "1-0.50.ckpt")
+    save_atomic({"s": 2}, best)  # a later best replaces the file by rename
+    assert torch.load(tmp_path / "1-0.50.ckpt")["s"] == 1 and torch.load(best)["s"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1-0.50.ckpt", "best_model.pth"]  # no temporaries left

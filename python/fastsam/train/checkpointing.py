@@ -58,8 +58,17 @@ def save_atomic(obj: object, path: str | Path) -> Path:
 
 
 def copy_atomic(source: str | Path, path: str | Path) -> Path:
-    """Copy a written checkpoint to `path` atomically (cheaper than serializing it again)."""
-    return _write_atomic(path, lambda tmp: shutil.copyfile(source, tmp))
+    """Give a written checkpoint a second name atomically: a hard link (no bytes written; safe because
+    checkpoint files are only ever replaced by rename, never rewritten in place), or a copy where the file
+    system has no links."""
+    return _write_atomic(path, lambda tmp: _link_or_copy(Path(source), tmp))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def load_training_checkpoint(path: str | Path) -> dict:
