@@ -31,8 +31,8 @@ class Evaluator:
         self.collapse: str | None = None
         self.last: dict | None = None  # the latest validation's figures
 
-    def run(self, record: dict, make_checkpoint: Callable[[dict], dict], epoch: int,
-            save_latest: bool = False) -> tuple[dict, bool]:
+    def run(self, record: dict, make_checkpoint: Callable[[dict], dict], epoch: int, save_latest: bool = False,
+            before_saving: Callable[[dict], None] | None = None) -> tuple[dict, bool]:
         """Validate, then write what the result calls for.
 
         Arguments:
@@ -40,11 +40,15 @@ class Evaluator:
           make_checkpoint: the checkpoint dict holding the finished record (called once, rank 0 only).
           epoch: epochs trained, for preview names (0 = the starting weights).
           save_latest: also write latest_model.pth.
+          before_saving: called with the validation figures before the checkpoint is made (every rank), for
+            state that follows validation (the dynamic distillation lambda).
         Returns:
           (the full record, whether it is a new best).
         """
         val, previews = self.validate()
         self.last = val
+        if before_saving is not None:
+            before_saving(val)
         if self.is_main and record["step"] > 0:
             self.collapse = warn_if_collapsed(val, self.collapse)
         is_best = val["miou"] > self.best_miou

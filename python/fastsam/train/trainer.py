@@ -110,6 +110,14 @@ def _continue_epoch(partial: dict, cfg: TrainConfig, info: DistInfo, train_ds, t
     return done, partial["train_time"], dict(partial["sums_per_rank"][info.rank]), loader
 
 
+def _lambda_step(stack, stage: ActiveStage):
+    """What sets the next epoch's lambda (dynamic_lambda) from a validation, before the checkpoint saves it."""
+    def step(val: dict) -> None:
+        if stack is not None and stage.distillation:
+            stack.lambda_schedule.step(val["miou"])
+    return step
+
+
 def _log_epoch(record: dict, num_epochs: int, terms: tuple[str, ...], val: str, is_best: bool) -> None:
     logger.info("epoch %d/%d: loss %.4f (%s) lr %.2e | %s%s | %.2f steps/s", record["epoch"], num_epochs,
                 record["train_loss"], " ".join(f"{k.replace('_', '-')} {record[f'train_{k}']:.4f}" for k in terms),
@@ -352,15 +360,16 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                         **{f"train_{k}": v for k, v in means.items()}, "steps_per_s": epoch_steps / train_time}
         if stack is not None:
             epoch_record["distill_lambda"] = stage.lambda_coef if stage.distillation else 0.0
+        next_lambda = _lambda_step(stack, stage)
         if intervals is None:
-            record, is_best = evaluator.run(epoch_record, lambda r: checkpoint(epoch + 1, r), epoch + 1, save_latest=True)
+            record, is_best = evaluator.run(epoch_record, lambda r: checkpoint(epoch + 1, r), epoch + 1,
+                                            save_latest=True, before_saving=next_lambda)
         else:
             # Validation ran at the intervals; the epoch end only saves where --resume continues from.
+            next_lambda(evaluator.last)
             is_best, interval = False, IntervalMetrics.gather(intervals)
             if outputs:
                 save_atomic(checkpoint(epoch + 1, record, interval=interval), outputs.run_dir / "latest_model.pth")
-        if stack is not None and stage.distillation:
-            stack.lambda_schedule.step(evaluator.last["miou"])  # the next epoch's lambda (dynamic_lambda)
         if outputs:
             _log_epoch(epoch_record, num_epochs, terms, task.describe(evaluator.last), is_best)
         if info.world_size > 1:
