@@ -80,7 +80,7 @@ def _cfg(root, out, **extra):
     data = dict(output_dir=str(out), train_img_dir=str(root / "train/images"), train_mask_dir=str(root / "train/masks"),
                 val_img_dir=str(root / "val/images"), val_mask_dir=str(root / "val/masks"), img_size=64,
                 freeze={"image_encoder": True, "prompt_encoder": True}, batch_size=2, num_epochs=10, max_steps=7,
-                metrics_interval=2, save_top_k=2, learning_rate=1e-3, scheduler={"end_lr": 1e-5},
+                metrics_interval=3, save_top_k=2, learning_rate=1e-3, scheduler={"end_lr": 1e-5},
                 num_val_overlays=0, seed=0)
     data.update(extra)
     return config_from_dict(data)
@@ -104,8 +104,8 @@ def test_budget_of_7_steps_with_interval_metrics_and_resume_at_4(three_step_root
     assert ckpt["step"] == 7 and ckpt["epoch"] == 3
     assert {int(s["step"]) for s in ckpt["optimizer"]["state"].values()} == {7}
     records = _metrics(run)
-    assert [r["step"] for r in records] == [0, 2, 4, 6, 7]
-    assert [r["train_steps"] for r in records[1:]] == [2, 2, 2, 1]
+    assert [r["step"] for r in records] == [0, 3, 6, 7]
+    assert [r["train_steps"] for r in records[1:]] == [3, 3, 1]
     # The LR decays linearly over the 7-step budget and reaches end_lr at it; each record holds the
     # rate of its last update (0-based step - 1).
     for r in records[1:]:
@@ -114,18 +114,19 @@ def test_budget_of_7_steps_with_interval_metrics_and_resume_at_4(three_step_root
     for r in records:  # validation loss beside mIoU, as the training loss is computed
         assert r["val_loss"] == pytest.approx(r["val_loss_focal"] + r["val_loss_dice"] + r["val_loss_iou_mse"], rel=1e-6)
     kept = sorted(p.name for p in run.glob("*.ckpt"))
-    assert len(kept) == 2
+    assert len(kept) == 2  # of 3 validations after the start
     scores = sorted(((r["val_miou"], -r["step"]) for r in records[1:]), reverse=True)[:2]
     assert kept == sorted(f"{-s}-{m:.2f}.ckpt" for m, s in scores)
     assert (run / "best_model.pth").is_file() and (run / "curves.png").is_file()
 
+    # Stopped at step 4, inside epoch 2 and inside the 4-6 metrics interval: both continue on resume.
     broken = _cfg(three_step_root, tmp_path, run_name="broken")
     with pytest.raises(TrainingStopped):
         train(broken, stop_after_step=4)
     resumed = train(broken, resume=broken.run_dir / "latest_model.pth")
     assert resumed["step"] == 7
     again = _metrics(broken.run_dir)
-    assert [r["step"] for r in again] == [0, 2, 4, 6, 7]
+    assert [r["step"] for r in again] == [0, 3, 6, 7] and again[2]["train_steps"] == 3
     for a, b in zip(records[1:], again[1:]):
         assert (a["train_loss"], a["val_miou"]) == pytest.approx((b["train_loss"], b["val_miou"]), rel=1e-6)
     end = torch.load(broken.run_dir / "latest_model.pth", map_location="cpu", weights_only=False)

@@ -29,16 +29,16 @@ from .config import ConfigError, TrainConfig, check_paths, save_config
 from .distillation.stack import build_stack
 from .distributed import DistInfo, ShardSampler, SkipSampler, gather_objects, setup_distributed, wrap_ddp
 from .embedding_cache import EmbeddingCache, load_images_only_on_misses, model_identity
+from .evaluator import Evaluator
 from .feature_distill import make_distiller, uses_distillation
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
 from .graceful_stop import GracefulStop, TrainingStopped
+from .interval_metrics import IntervalMetrics
 from .loss_module import SegmentationLoss
 from .model_setup import build_student
 from .run_outputs import RunOutputs, check_run_folder_free
 from .schedule import ActiveStage, get_lr, stage_for_epoch, step_budget
 from .tasks import make_task
-from .evaluator import Evaluator
-from .interval_metrics import IntervalMetrics
 from .validation import evaluate
 
 logger = logging.getLogger("fastsam.train")
