@@ -16,10 +16,17 @@ from fastsam.train.config import ConfigError, config_from_dict, load_config
 
 
 def test_every_flag_names_a_config_key():
+    from fastsam.cli.seed_flags import config_default
+
     for flag in SEED_FLAGS:
-        value = True if flag.type is None else None
-        if value is not None:
-            load_config(None, values={flag.key: value})  # a key TrainConfig does not know raises
+        value = True if flag.type is None else config_default(flag.key)
+        cfg = load_config(None, values={flag.key: value})  # a key TrainConfig does not know raises
+        node = cfg
+        for part in flag.key.split("."):
+            node = getattr(node, part)
+        assert node == value, flag.key
+    with pytest.raises(ConfigError, match="unknown config key 'data_rot'"):
+        load_config(None, values={"data_rot": "x"})
 
 
 def test_help_shows_the_dashed_spelling_only():
