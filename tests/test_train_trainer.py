@@ -205,12 +205,14 @@ def test_ctrl_c_mid_epoch_saves_and_resume_matches_unbroken_run(small_root, tmp_
 
 
 def test_checkpoint_every_steps_writes_latest_inside_the_epoch(small_root, tmp_path, one_thread, monkeypatch):
+    import fastsam.train.evaluator as evaluator
     import fastsam.train.trainer as trainer
 
     saved = []
     real_save = trainer.save_atomic
-    monkeypatch.setattr(trainer, "save_atomic",
-                        lambda ckpt, path: saved.append((path.name, ckpt["step"], ckpt.get("partial_epoch"))) or real_save(ckpt, path))
+    for module in (trainer, evaluator):  # mid-epoch saves are the loop's, validation's are the evaluator's
+        monkeypatch.setattr(module, "save_atomic", lambda ckpt, path: saved.append(
+            (path.name, ckpt["step"], ckpt.get("partial_epoch"))) or real_save(ckpt, path))
     trainer.train(_cfg(small_root, tmp_path, num_epochs=1, checkpoint_every_steps=1, num_val_overlays=0))
     latest = [(step, partial and partial["batches_done"]) for name, step, partial in saved if name == "latest_model.pth"]
     assert latest == [(1, 1), (2, None)]  # after step 1 mid-epoch; the epoch end writes the full checkpoint
@@ -219,7 +221,7 @@ def test_checkpoint_every_steps_writes_latest_inside_the_epoch(small_root, tmp_p
 
 
 def test_collapse_warnings_name_empty_and_full_masks_once_per_change(caplog):
-    from fastsam.train.trainer import warn_if_collapsed
+    from fastsam.train.validation import warn_if_collapsed
 
     empty = {"objects": 10, "pred_area": 0.0001, "gt_area": 0.05}
     full = {"objects": 10, "pred_area": 0.97, "gt_area": 0.05}

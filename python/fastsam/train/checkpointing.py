@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +38,37 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomic(obj: object, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then rename over `path` (a failed write leaves
+def _write_atomic(path: str | Path, write) -> Path:
+    """`write(tmp)` a temporary file in the same folder, then rename it over `path` (a failed write leaves
     neither a half-written `path` nor the temporary file)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def save_atomic(obj: object, path: str | Path) -> Path:
+    """torch.save `obj` to `path` atomically."""
+    return _write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def copy_atomic(source: str | Path, path: str | Path) -> Path:
+    """Give a written checkpoint a second name atomically: a hard link (no bytes written; safe because
+    checkpoint files are only ever replaced by rename, never rewritten in place), or a copy where the file
+    system has no links."""
+    return _write_atomic(path, lambda tmp: _link_or_copy(Path(source), tmp))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def load_training_checkpoint(path: str | Path) -> dict:

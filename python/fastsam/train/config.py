@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+from ..data.coco_root import check_coco_root, coco_root_paths
 from ..model_types import MODEL_TYPES, image_size_problem
 from .distillation.config import DistillationConfig, range_errors
 
@@ -114,6 +115,9 @@ class TrainConfig:
     val_mask_dir: Optional[str] = None
     train_coco: Optional[str] = None
     val_coco: Optional[str] = None
+    # a COCO export root, data_root/{train,val}/_annotations.coco.json with images beside (data/coco_root.py):
+    # fills the four keys above (sam-train --data-root)
+    data_root: Optional[str] = None
     train_img_dir_teacher_features: Optional[str] = None
     on_bad_sample: Literal["skip", "error"] = "skip"
     max_objects_per_image: int = 8  # objects beyond this are sampled away each epoch (memory bound)
@@ -148,6 +152,14 @@ class TrainConfig:
     max_steps_per_epoch: Optional[int] = None
     # also write latest_model.pth every N optimizer steps inside an epoch (--resume then continues mid-epoch)
     checkpoint_every_steps: Optional[int] = None
+    # a global optimizer-step budget: epochs = ceil(max_steps / steps per epoch), the last one cut at the budget,
+    # and the LR schedule decays over it; None = num_epochs full epochs
+    max_steps: Optional[int] = None
+    # every N steps: smoothed train loss terms and LR to metrics.jsonl, and a validation that also picks
+    # best_model.pth and the top-k checkpoints; None = validate once per epoch
+    metrics_interval: Optional[int] = None
+    # keep the k best validations by per-mask IoU as {step}-{val_per_mask_iou:.2f}.ckpt (0 = none)
+    save_top_k: int = 3
     batch_size: int = 4
     num_workers: int = 0
     learning_rate: float = 1e-4
@@ -294,13 +306,25 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     data = json.loads(json.dumps(data))
     for text in overrides:
         parts, value = parse_override(text)
-        node = data
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: '{part}' is not an object")
-            node = child
-        node[parts[-1]] = value
+        _set_value(data, parts, value, f"--set {text!r}")
+    return data
+
+
+def _set_value(data: dict, parts: list[str], value: Any, origin: str) -> None:
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: '{part}' is not an object")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_values(data: dict, values: dict[str, Any], origin: str = "flag") -> dict:
+    """A copy of the raw config dict with each dotted key of `values` set (command-line flags)."""
+    data = json.loads(json.dumps(data))
+    for key, value in values.items():
+        _set_value(data, key.split("."), value, f"{origin} for '{key}'")
     return data
 
 
@@ -392,6 +416,16 @@ def _check_consistency(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'lambda_coef' must be in [0, 1], got {cfg.lambda_coef}")
     _check_distillation(cfg)
     _check_everything_keys(cfg)
+    _check_budget_keys(cfg)
+
+
+def _check_budget_keys(cfg: TrainConfig) -> None:
+    for key in ("max_steps", "metrics_interval"):
+        value = getattr(cfg, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1 or null, got {value}")
+    if cfg.save_top_k < 0:
+        raise ConfigError(f"config key 'save_top_k' must be >= 0, got {cfg.save_top_k}")
 
 
 def _check_everything_keys(cfg: TrainConfig) -> None:
@@ -444,32 +478,54 @@ def config_from_dict(data: dict) -> TrainConfig:
     """Validate a raw dict (JSON shapes) into a TrainConfig; raises ConfigError naming the bad key."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
-    cfg = _build(TrainConfig, _accept_seed_names(data))
+    cfg = _resolve_data_root(_build(TrainConfig, _accept_seed_names(data)))
     _check_consistency(cfg)
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Read a JSON config file, apply ``--set key=value`` overrides, and validate.
+def _resolve_data_root(cfg: TrainConfig) -> TrainConfig:
+    """Fill the split keys from data_root; a split key set to another path contradicts it."""
+    if cfg.data_root is None:
+        return cfg
+    derived = coco_root_paths(cfg.data_root)
+    for key, value in derived.items():
+        given = getattr(cfg, key)
+        if given is not None and given != value:
+            raise ConfigError(f"config keys 'data_root' and '{key}' disagree ('{key}' would be {value}, got {given}): "
+                              "give data_root or the split keys, not both")
+    for key in ("train_mask_dir", "val_mask_dir"):
+        if getattr(cfg, key) is not None:
+            raise ConfigError(f"config key '{key}' cannot be used with 'data_root' (a COCO export root)")
+    return dataclasses.replace(cfg, **derived)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), values: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a JSON config file, set `values` (command-line flags) over it, apply ``--set key=value``
+    overrides, and validate.
 
     Arguments:
-      path: JSON file holding an object with TrainConfig fields.
+      path: JSON file holding an object with TrainConfig fields; None starts from the defaults.
       overrides: ``key=value`` strings; dotted keys reach nested objects; values are parsed as JSON.
+      values: dotted config key -> value, applied before `overrides`.
 
     Returns:
       The frozen TrainConfig. Paths are not checked here; call `check_paths` before training.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    data: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config must be a JSON object, got {type(data).__name__}")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid JSON: {err}") from err
-    try:
-        return config_from_dict(apply_overrides(data, list(overrides)))
+        return config_from_dict(apply_overrides(apply_values(data, values or {}), list(overrides)))
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from err
+        raise ConfigError(f"{path}: {err}" if path is not None else str(err)) from err
 
 
 def required_paths(cfg: TrainConfig, for_extraction: bool = False) -> dict[str, str]:
@@ -494,6 +550,8 @@ def check_paths(cfg: TrainConfig, for_extraction: bool = False, options: dict[st
     """Raise one FileNotFoundError listing every input path that does not exist: the configured ones, then
     `options` (command-line inputs by option name, e.g. {"--image-dir": ...}), so one run reports them all."""
     if not for_extraction:
+        if cfg.data_root is not None:
+            check_coco_root(cfg.data_root)
         if cfg.train_img_dir is None:
             raise ConfigError("config key 'train_img_dir' is required for training")
         if cfg.train_mask_dir is None and cfg.train_coco is None:

@@ -34,8 +34,13 @@ class SegmentationLoss(nn.Module):
         self.stack = stack  # a plain attribute: the teacher's weights stay out of DDP and the state dict
 
     def logged_terms(self) -> tuple[str, ...]:
-        stack_terms = () if self.stack is None else tuple(f"distill_{name}" for name in self.stack.term_names)
-        return self.task.loss_terms + ("distill",) + stack_terms
+        return self.terms_of(self.task, self.stack)
+
+    @staticmethod
+    def terms_of(task: Task, stack: DistillationStack | None) -> tuple[str, ...]:
+        """The loss terms forward() reports for a task (and distillation stack)."""
+        stack_terms = () if stack is None else tuple(f"distill_{name}" for name in stack.term_names)
+        return task.loss_terms + ("distill",) + stack_terms
 
     def forward(self, items: list[dict], cache: EmbeddingCache | None, stage: ActiveStage,
                 device: torch.device) -> tuple[torch.Tensor, dict]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..image_io import write_png
 from ..visualize import overlay_masks
+from .top_k import parse_ckpt_name
 
 
 # What one run leaves in its folder; a fresh run removes an earlier run's copies so none outlive their run.
@@ -48,6 +49,9 @@ class RunOutputs:
             (self.run_dir / name).unlink(missing_ok=True)
         for overlay in (self.run_dir / "overlays").glob("best_epoch*_val*.png"):
             overlay.unlink()
+        for path in self.run_dir.glob("*.ckpt"):
+            if parse_ckpt_name(path.name) is not None:  # the top-k checkpoints (train/top_k.py)
+                path.unlink()
 
     def attach_log_file(self) -> logging.Handler:
         """Send the fastsam loggers (epoch lines, bad-sample and random-init warnings) to training_log.txt."""
@@ -68,13 +72,14 @@ class RunOutputs:
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
-    def truncate_metrics_after(self, epoch: int) -> None:
-        """On resume, drop records of epochs the killed run logged after its last checkpoint."""
-        kept = [r for r in self.read_metrics() if r["epoch"] <= epoch]
+    def truncate_metrics_after(self, step: int) -> None:
+        """On resume, drop the records the killed run logged after the step of its last checkpoint."""
+        kept = [r for r in self.read_metrics() if r["step"] <= step]
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def plot_curves(self) -> Path:
-        """Loss and val mIoU per epoch as curves.png (matplotlib, Agg backend: no display needed)."""
+        """Train and val loss, and val mIoU / Dice, over optimizer steps as curves.png (matplotlib, Agg
+        backend: no display needed). Records are per epoch or per metrics_interval, whichever the run logs."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -82,14 +87,16 @@ class RunOutputs:
 
         records = self.read_metrics()
         fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 4))
-        train = [r for r in records if r.get("train_loss") is not None]
-        ax_loss.plot([r["epoch"] for r in train], [r["train_loss"] for r in train], marker="o", label="train loss")
-        ax_loss.set_xlabel("epoch")
-        ax_loss.set_title("training loss")
+        for key, label, marker in (("train_loss", "train loss", "o"), ("val_loss", "val loss", "s")):
+            shown = [r for r in records if r.get(key) is not None]
+            ax_loss.plot([r["step"] for r in shown], [r[key] for r in shown], marker=marker, label=label)
+        ax_loss.set_xlabel("optimizer step")
+        ax_loss.set_title("loss (focal + dice + IoU-MSE, as configured)")
         ax_loss.legend()
-        ax_iou.plot([r["epoch"] for r in records], [r["val_miou"] for r in records], marker="o", label="val mIoU")
-        ax_iou.plot([r["epoch"] for r in records], [r["val_dice"] for r in records], marker="s", label="val Dice")
-        ax_iou.set_xlabel("epoch (0 = before training)")
+        validated = [r for r in records if "val_miou" in r]
+        ax_iou.plot([r["step"] for r in validated], [r["val_miou"] for r in validated], marker="o", label="val mIoU")
+        ax_iou.plot([r["step"] for r in validated], [r["val_dice"] for r in validated], marker="s", label="val Dice")
+        ax_iou.set_xlabel("optimizer step (0 = before training)")
         ax_iou.set_ylim(0, 1)
         ax_iou.set_title("validation")
         ax_iou.legend()

@@ -1,6 +1,7 @@
-"""Learning-rate schedule (a pure function of the step) and the epoch-wise stage schedule."""
+"""Learning-rate schedule (a pure function of the step), the step budget, and the epoch-wise stage schedule."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .config import LossWeights, TrainConfig
@@ -21,6 +22,29 @@ def get_lr(step: int, total_steps: int, base_lr: float, end_lr: float = 0.0, pow
     decay_steps = max(1, total_steps - warmup_steps)
     t = min(1.0, (step - warmup_steps) / decay_steps)
     return end_lr + (base_lr - end_lr) * (1.0 - t) ** power
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    """How many optimizer steps a run takes, and how they fall into epochs."""
+
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def num_epochs(self) -> int:
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Steps of the 0-based epoch `epoch`: a full epoch, except the last one cut at the budget."""
+        return max(0, min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch))
+
+
+def step_budget(steps_per_epoch: int, num_epochs: int, max_steps: int | None) -> StepBudget:
+    """max_steps when given (epochs derived from it), else num_epochs full epochs."""
+    if steps_per_epoch < 1:
+        raise ValueError(f"an epoch must hold at least one step, got {steps_per_epoch} (no training images?)")
+    return StepBudget(steps_per_epoch, steps_per_epoch * num_epochs if max_steps is None else max_steps)
 
 
 @dataclass(frozen=True)

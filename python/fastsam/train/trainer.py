@@ -29,15 +29,17 @@ from .distillation.stack import build_stack
 from .distributed import (DistInfo, ShardSampler, SkipSampler, any_rank, barrier, gather_objects, launch_info,
                           reduce_sum, setup_distributed, shutdown, wrap_ddp)
 from .embedding_cache import EmbeddingCache, load_images_only_on_misses, model_identity
+from .evaluator import Evaluator
 from .feature_distill import make_distiller, uses_distillation
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
 from .graceful_stop import GracefulStop, TrainingStopped
+from .interval_metrics import IntervalMetrics
 from .loss_module import SegmentationLoss
 from .model_setup import build_student
 from .run_outputs import RunOutputs, check_run_folder_free
-from .schedule import get_lr, stage_for_epoch
+from .schedule import ActiveStage, get_lr, stage_for_epoch, step_budget
 from .tasks import make_task
-from .validation import evaluate, val_record, warn_if_collapsed
+from .validation import evaluate
 
 logger = logging.getLogger("fastsam.train")
 
@@ -90,6 +92,47 @@ def _unfreeze(sam: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     new = [p for p in sam.parameters() if id(p) not in before]
     if new:
         optimizer.add_param_group({"params": new})
+
+
+def _epoch_stage(cfg: TrainConfig, epoch: int, num_epochs: int, stack) -> ActiveStage:
+    """The 0-based epoch's stage (with the dynamic distillation lambda), logged."""
+    stage = stage_for_epoch(cfg, epoch)
+    logger.info("epoch %d/%d: %s, loss weights %s", epoch + 1, num_epochs, stage.name,
+                " ".join(f"{k} {v:g}" for k, v in vars(stage.loss_weights).items()))
+    if stack is not None and stage.distillation:
+        if cfg.distillation.dynamic_lambda.enable:
+            stage = dataclasses.replace(stage, lambda_coef=stack.lambda_schedule.value)
+        logger.info("epoch %d/%d: distillation lambda %g (loss = task + lambda * distill)", epoch + 1,
+                    num_epochs, stage.lambda_coef)
+    return stage
+
+
+def _continue_epoch(partial: dict, cfg: TrainConfig, info: DistInfo, train_ds, train_loader: DataLoader,
+                    sampler: DistributedSampler) -> tuple[int, float, dict, DataLoader]:
+    """(batches done, train time so far, this rank's loss sums, a loader over the rest) of a stopped epoch:
+    the same shuffled order, minus the batches already trained."""
+    if len(partial["sums_per_rank"]) != info.world_size:
+        raise ConfigError(f"--resume: the checkpoint stopped inside epoch {partial['epoch']} with "
+                          f"{len(partial['sums_per_rank'])} process(es); resume it with the same number "
+                          f"(this run has {info.world_size})")
+    done = partial["batches_done"]
+    loader = DataLoader(train_ds, batch_size=train_loader.batch_size, num_workers=cfg.num_workers,
+                        sampler=SkipSampler(sampler, done * train_loader.batch_size), collate_fn=collate_samples)
+    return done, partial["train_time"], dict(partial["sums_per_rank"][info.rank]), loader
+
+
+def _lambda_step(stack, stage: ActiveStage):
+    """What sets the next epoch's lambda (dynamic_lambda) from a validation, before the checkpoint saves it."""
+    def step(val: dict) -> None:
+        if stack is not None and stage.distillation:
+            stack.lambda_schedule.step(val["miou"])
+    return step
+
+
+def _log_epoch(record: dict, num_epochs: int, terms: tuple[str, ...], val: str, is_best: bool) -> None:
+    logger.info("epoch %d/%d: loss %.4f (%s) lr %.2e | %s%s | %.2f steps/s", record["epoch"], num_epochs,
+                record["train_loss"], " ".join(f"{k.replace('_', '-')} {record[f'train_{k}']:.4f}" for k in terms),
+                record["lr"], val, " (new best)" if is_best else "", record["steps_per_s"])
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: int | None = None,
@@ -150,10 +193,11 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     train_ds, val_ds = task.datasets(train_records, val_records)
     sampler, train_loader, val_loader = _loaders(cfg, info, train_ds, val_ds)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
-    total_steps = steps_per_epoch * cfg.num_epochs
-    logger.info("train: %d images, %d objects; val: %d images, %d objects; %d steps/epoch, %d steps in all",
+    budget = step_budget(steps_per_epoch, cfg.num_epochs, cfg.max_steps)
+    total_steps, num_epochs = budget.total_steps, budget.num_epochs
+    logger.info("train: %d images, %d objects; val: %d images, %d objects; %d steps/epoch, %d steps in all (%d epochs)",
                 len(train_records), sum(len(r.masks) for r in train_records), len(val_records),
-                sum(len(r.masks) for r in val_records), steps_per_epoch, total_steps)
+                sum(len(r.masks) for r in val_records), steps_per_epoch, total_steps, num_epochs)
 
     # Model and optimizer (AdamW only on trainable parameters).
     sam = build_student(cfg).to(device)
@@ -173,7 +217,15 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         return get_lr(step, total_steps, cfg.learning_rate, cfg.scheduler.end_lr, cfg.scheduler.power,
                       cfg.scheduler.warmup_steps)
 
-    step, start_epoch, best_miou, partial = 0, 0, -1.0, None
+    def validate() -> tuple[dict, list[dict]]:
+        load_images_only_on_misses(cache, val_ds)
+        return evaluate(task, sam, val_loader, cache, device, info,
+                        num_previews=cfg.num_val_overlays if info.is_main else 0, weights=cfg.loss_weights)
+
+    evaluator = Evaluator(validate, task, outputs, cfg.save_top_k, info.is_main, total_steps)
+    intervals = None if cfg.metrics_interval is None else IntervalMetrics(
+        cfg.metrics_interval, SegmentationLoss.terms_of(task, stack), total_steps, info)
+    step, start_epoch, partial = 0, 0, None
     record: dict = {}
     if resume is not None:
         ckpt = load_training_checkpoint(resume)
@@ -191,12 +243,16 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             frozen = []
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
-        step, best_miou, record = ckpt["step"], ckpt["best_miou"], dict(ckpt.get("metrics") or {})
+        step, evaluator.best_miou, record = ckpt["step"], ckpt["best_miou"], dict(ckpt.get("metrics") or {})
+        if intervals is not None and ckpt.get("interval"):
+            intervals.load_state(ckpt["interval"][info.rank])
         set_rng_state(ckpt["rng"])
         if outputs:
-            outputs.truncate_metrics_after(ckpt["epoch"])
+            outputs.truncate_metrics_after(step)
+            evaluator.top_k.discard_after(step)
         logger.info("resumed from %s after epoch %d%s (step %d, best val mIoU %.4f)", resume, ckpt["epoch"],
-                    f" and {partial['batches_done']} batches of epoch {partial['epoch']}" if partial else "", step, best_miou)
+                    f" and {partial['batches_done']} batches of epoch {partial['epoch']}" if partial else "", step,
+                    evaluator.best_miou)
 
     cache = None
     if "image_encoder" in frozen and not cfg.augment and cfg.cache_embeddings:
@@ -206,51 +262,37 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     loss_module = SegmentationLoss(sam, task, cfg, projection, distiller, stack)
     wrapped = wrap_ddp(loss_module, info, device)
 
-    def checkpoint(epoch_done: int, metrics: dict, partial_epoch: dict | None = None) -> dict:
+    def checkpoint(epoch_done: int, metrics: dict, partial_epoch: dict | None = None,
+                   interval: list[dict] | None = None) -> dict:
         ckpt = {"model": sam.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": {"step": step, "total_steps": total_steps, "kind": "polynomial"},
                 "scaler": scaler.state_dict(), "epoch": epoch_done, "step": step, "rng": rng_state(),
-                "config": cfg.to_dict(), "metrics": metrics, "best_miou": best_miou, "model_type": cfg.model_type}
+                "config": cfg.to_dict(), "metrics": metrics, "best_miou": evaluator.best_miou,
+                "model_type": cfg.model_type}
         if projection is not None:
             ckpt["distill_projection"] = projection.state_dict()
         if stack is not None:
             ckpt["distillation"] = stack.state_dict()
         if partial_epoch is not None:
             ckpt["partial_epoch"] = partial_epoch
+        if interval is not None:
+            ckpt["interval"] = interval  # each rank's open metrics interval
         return ckpt
-
-    def validate() -> tuple[dict, list[dict]]:
-        load_images_only_on_misses(cache, val_ds)
-        return evaluate(task, sam, val_loader, cache, device, info,
-                        num_previews=cfg.num_val_overlays if info.is_main else 0)
 
     if resume is None:
         # The starting weights are the first best: an epoch must beat them, and best_model.pth always exists.
-        start, previews = validate()
-        best_miou = start["miou"]
-        record = {"epoch": 0, "step": 0, "train_loss": None, **val_record(start), "best_miou": best_miou}
-        if outputs:
-            outputs.metrics(record)
-            save_atomic(checkpoint(0, record), outputs.run_dir / "best_model.pth")
-            task.write_previews(outputs, previews, 0, is_best=True)
-        logger.info("before training: %s", task.describe(start))
+        record, _ = evaluator.run({"epoch": 0, "step": 0, "train_loss": None}, lambda r: checkpoint(0, r), 0)
+        logger.info("before training: %s", task.describe(evaluator.last))
 
-    collapse = None
-    for epoch in range(start_epoch, cfg.num_epochs):
+    for epoch in range(start_epoch, num_epochs):
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
             frozen, cache = [], None
             loss_module = SegmentationLoss(sam, task, cfg, projection, distiller, stack)
             wrapped = wrap_ddp(loss_module, info, device)
             logger.info("epoch %d: unfroze every part; embedding cache off", epoch + 1)
-        stage = stage_for_epoch(cfg, epoch)
-        logger.info("epoch %d/%d: %s, loss weights %s", epoch + 1, cfg.num_epochs, stage.name,
-                    " ".join(f"{k} {v:g}" for k, v in vars(stage.loss_weights).items()))
-        if stack is not None and stage.distillation:
-            if cfg.distillation.dynamic_lambda.enable:
-                stage = dataclasses.replace(stage, lambda_coef=stack.lambda_schedule.value)
-            logger.info("epoch %d/%d: distillation lambda %g (loss = task + lambda * distill)", epoch + 1,
-                        cfg.num_epochs, stage.lambda_coef)
+        stage = _epoch_stage(cfg, epoch, num_epochs, stack)
+        epoch_steps = budget.steps_in_epoch(epoch)
         set_train_mode(sam, frozen)
         load_images_only_on_misses(cache, train_ds)
         if stack is not None and stack.needs_images:
@@ -261,21 +303,19 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         sums = dict.fromkeys(("loss",) + terms, 0.0)
         done, loader, time_before = 0, train_loader, 0.0
         if partial is not None and partial["epoch"] == epoch + 1:
-            # Continue a stopped epoch: same shuffled order, minus the batches already trained.
-            done, time_before = partial["batches_done"], partial["train_time"]
-            if len(partial["sums_per_rank"]) != info.world_size:
-                raise ConfigError(f"--resume: the checkpoint stopped inside epoch {epoch + 1} with "
-                                  f"{len(partial['sums_per_rank'])} process(es); resume it with the same number "
-                                  f"(this run has {info.world_size})")
-            sums = dict(partial["sums_per_rank"][info.rank])
-            loader = DataLoader(train_ds, batch_size=train_loader.batch_size, num_workers=cfg.num_workers,
-                                sampler=SkipSampler(sampler, done * train_loader.batch_size), collate_fn=collate_samples)
+            done, time_before, sums, loader = _continue_epoch(partial, cfg, info, train_ds, train_loader, sampler)
         partial = None
         t0 = time.perf_counter()
-        bar = tqdm(loader, total=steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
+
+        def partial_state(batches_done: int) -> dict:
+            """This epoch so far, for a checkpoint taken inside it (a collective: every rank calls it)."""
+            return {"epoch": epoch + 1, "batches_done": batches_done, "sums_per_rank": gather_objects(sums, info),
+                    "train_time": time_before + time.perf_counter() - t0}
+
+        bar = tqdm(loader, total=epoch_steps, initial=done, desc=f"epoch {epoch + 1}/{num_epochs}",
                    disable=not info.is_main, file=sys.stderr, dynamic_ncols=True)
         for i, items in enumerate(bar, start=done):
-            if i >= steps_per_epoch:
+            if i >= epoch_steps:
                 break
             lr = lr_at(step)
             for group in optimizer.param_groups:
@@ -294,16 +334,28 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             for key in terms:
                 sums[key] += stats[key]
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            if intervals is not None:
+                intervals.add(loss.item(), stats)
+                if intervals.due(step):
+                    # Validation inside an epoch saves a mid-epoch checkpoint; at its end, a finished epoch's.
+                    partial_epoch = partial_state(i + 1) if i + 1 < epoch_steps else None
+                    # After flush() the interval is empty: resuming from this checkpoint starts a fresh one.
+                    record, _ = evaluator.run(
+                        {"epoch": epoch + 1, "step": step, "lr": lr, **intervals.flush()},
+                        lambda r: checkpoint(epoch + (partial_epoch is None), r, partial_epoch), epoch + 1)
+                    logger.info("step %d/%d: loss %.4f lr %.2e | %s", step, total_steps, record["train_loss"], lr,
+                                task.describe(evaluator.last))
+                    set_train_mode(sam, frozen)
             if stop_after_step is not None and step >= stop_after_step:
                 stop.requested = True
             stop.requested = any_rank(stop.requested, info)  # every rank stops after the same step
             every = cfg.checkpoint_every_steps
-            if stop.requested or (every is not None and step % every == 0 and i + 1 < steps_per_epoch):
-                partial_epoch = {"epoch": epoch + 1, "batches_done": i + 1, "train_time": time_before + time.perf_counter() - t0,
-                                 "sums_per_rank": gather_objects(sums, info)}
+            if stop.requested or (every is not None and step % every == 0 and i + 1 < epoch_steps):
+                partial_epoch, interval = partial_state(i + 1), IntervalMetrics.gather(intervals)
                 path = None
                 if outputs:
-                    path = save_atomic(checkpoint(epoch, record, partial_epoch), outputs.run_dir / "latest_model.pth")
+                    path = save_atomic(checkpoint(epoch, record, partial_epoch, interval),
+                                       outputs.run_dir / "latest_model.pth")
                 if stop.requested:
                     bar.close()
                     logger.warning("stop requested: saved step %d (epoch %d, batch %d) to %s", step, epoch + 1, i + 1, path)
@@ -313,31 +365,24 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         # Each rank saw its share of every global batch: average the logged losses over ranks.
         packed = reduce_sum(torch.tensor([sums[k] for k in sums], dtype=torch.float64), info)
         sums = {k: v.item() / info.world_size for k, v in zip(sums, packed)}
-        means = {k: v / steps_per_epoch for k, v in sums.items()}
+        means = {k: v / epoch_steps for k, v in sums.items()}
 
-        val, previews = validate()
-        if info.is_main:
-            collapse = warn_if_collapsed(val, collapse)
-        if stack is not None and stage.distillation:
-            stack.lambda_schedule.step(val["miou"])  # the next epoch's lambda (dynamic_lambda)
-        is_best = val["miou"] > best_miou
-        best_miou = max(best_miou, val["miou"])
-        record = {"epoch": epoch + 1, "step": step, "stage": stage.name, "lr": lr_at(max(0, step - 1)),
-                  **{f"train_{k}": v for k, v in means.items()}, **val_record(val),
-                  "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
+        epoch_record = {"epoch": epoch + 1, "step": step, "stage": stage.name, "lr": lr_at(max(0, step - 1)),
+                        **{f"train_{k}": v for k, v in means.items()}, "steps_per_s": epoch_steps / train_time}
         if stack is not None:
-            record["distill_lambda"] = stage.lambda_coef if stage.distillation else 0.0
+            epoch_record["distill_lambda"] = stage.lambda_coef if stage.distillation else 0.0
+        next_lambda = _lambda_step(stack, stage)
+        if intervals is None:
+            record, is_best = evaluator.run(epoch_record, lambda r: checkpoint(epoch + 1, r), epoch + 1,
+                                            save_latest=True, before_saving=next_lambda)
+        else:
+            # Validation ran at the intervals; the epoch end only saves where --resume continues from.
+            next_lambda(evaluator.last)
+            is_best, interval = False, IntervalMetrics.gather(intervals)
+            if outputs:
+                save_atomic(checkpoint(epoch + 1, record, interval=interval), outputs.run_dir / "latest_model.pth")
         if outputs:
-            ckpt = checkpoint(epoch + 1, record)
-            save_atomic(ckpt, outputs.run_dir / "latest_model.pth")
-            if is_best:
-                save_atomic(ckpt, outputs.run_dir / "best_model.pth")
-            task.write_previews(outputs, previews, epoch + 1, is_best)
-            outputs.metrics(record)
-            outputs.plot_curves()
-            logger.info("epoch %d/%d: loss %.4f (%s) lr %.2e | %s%s | %.2f steps/s", epoch + 1, cfg.num_epochs,
-                        means["loss"], " ".join(f"{k.replace('_', '-')} {means[k]:.4f}" for k in terms), record["lr"],
-                        task.describe(val), " (new best)" if is_best else "", record["steps_per_s"])
+            _log_epoch(epoch_record, num_epochs, terms, task.describe(evaluator.last), is_best)
         barrier(info)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break

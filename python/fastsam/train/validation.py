@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from .distributed import DistInfo, reduce_sum
 from .embedding_cache import EmbeddingCache, embed_images
+from .config import LossWeights
 from .tasks import Task
 
 logger = logging.getLogger("fastsam.train")
@@ -17,20 +18,39 @@ logger = logging.getLogger("fastsam.train")
 
 @torch.no_grad()
 def evaluate(task: Task, sam: nn.Module, loader: DataLoader, cache: EmbeddingCache | None, device: torch.device,
-             info: DistInfo, num_previews: int = 0) -> tuple[dict, list[dict]]:
-    """The task's validation figures over every rank, and previews of the first images on this rank."""
+             info: DistInfo, num_previews: int = 0, weights: LossWeights | None = None) -> tuple[dict, list[dict]]:
+    """The task's validation figures over every rank, and previews of the first images on this rank.
+
+    With `weights`, the figures also hold the training loss on the validation images (mean over images):
+    "loss" (weighted total) and "loss_<term>" for each of task.loss_terms.
+    """
     sam.eval()
-    sums, previews = None, []
+    width = task.num_sums + (0 if weights is None else 2 + len(task.loss_terms))
+    sums, previews = torch.zeros(width, dtype=torch.float64), []
     for items in loader:
         for item, emb in zip(items, embed_images(sam, items, cache, device)):
             image_sums, preview = task.validate_image(sam, emb, item, device, len(previews) < num_previews)
-            sums = image_sums if sums is None else sums + image_sums
+            sums[:task.num_sums] += image_sums
+            if weights is not None:
+                sums[task.num_sums:] += _loss_sums(task, sam, emb, item, weights, device)
             if preview is not None:
                 previews.append(preview)
-    if sums is None:
-        # A rank without validation images (fewer images than ranks) still joins the reduction with zeros.
-        sums = torch.zeros(task.num_sums, dtype=torch.float64)
-    return task.metrics(reduce_sum(sums, info)), previews
+    # A rank without validation images still joins the reduction (with zeros).
+    sums = reduce_sum(sums, info)
+    figures = task.metrics(sums[:task.num_sums])
+    if weights is not None:
+        images = max(1.0, sums[task.num_sums].item())
+        names = ("loss",) + tuple(f"loss_{term}" for term in task.loss_terms)
+        figures.update({name: sums[task.num_sums + 1 + i].item() / images for i, name in enumerate(names)})
+    return figures, previews
+
+
+def _loss_sums(task: Task, sam: nn.Module, emb: torch.Tensor, item: dict, weights: LossWeights,
+               device: torch.device) -> torch.Tensor:
+    """[1 (image), total loss, each loss term] of one validation image."""
+    total, terms = task.image_loss(sam, emb, item, weights, device)
+    values = [1.0, float(total)] + [float(terms[name]) for name in task.loss_terms]
+    return torch.tensor(values, dtype=torch.float64)
 
 
 def val_record(val: dict) -> dict:
