@@ -63,8 +63,11 @@ def _load_model(checkpoint: str | None, random_weights: bool, model_type: str | 
               help="Calibration images for --quantize/--tensorrt int8 (default: generated synthetic scenes).")
 @click.option("--calib-count", type=click.IntRange(1, 512), default=8, show_default=True,
               help="How many calibration images to use.")
-@click.option("--fp16", is_flag=True, help="Also write encoder.fp16.onnx (mixed precision; sensitive ops kept in float32).")
-@click.option("--tensorrt", is_flag=True, help="Also build encoder.engine / decoder.engine with TensorRT (needs a GPU).")
+@click.option("--fp16", is_flag=True, help="Also write encoder.fp16.onnx (mixed precision; sensitive ops kept in float32); "
+                                           "fastsam_rt precision='fp16' pairs it with the fp32 decoders.")
+@click.option("--tensorrt", is_flag=True, help="Also build ONNX Runtime's TensorRT engine cache (tensorrt_cache/, fp16 "
+                                               "engines with --fp16) for fastsam_rt provider='tensorrt'; needs "
+                                               "onnxruntime-gpu, TensorRT and the serving GPU.")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim graph simplification.")
 @click.option("--allow-mismatch", is_flag=True, help="Keep the files even if the parity gate finds outputs beyond tolerance.")
@@ -95,10 +98,10 @@ def main(checkpoint, random_weights, model_type, image_size, output_dir, quantiz
         if not (quantize or tensorrt):
             click.secho("warning: --calib-dir is only used with --quantize or --tensorrt", fg="yellow", err=True)
     if tensorrt:
-        from ..export.tensorrt_engine import TensorRTUnavailable, require_tensorrt
+        from ..export.trt_cache import TensorRTUnavailable, require_provider
 
         try:
-            require_tensorrt()
+            require_provider()
         except TensorRTUnavailable as err:
             raise click.ClickException(str(err)) from err
 
@@ -126,10 +129,10 @@ def main(checkpoint, random_weights, model_type, image_size, output_dir, quantiz
         raise click.ClickException(str(err)) from err
     except (ValueError, FileNotFoundError, PermissionError, ImportError) as err:
         raise click.ClickException(str(err)) from err
-    except RuntimeError as err:  # TensorRT parse/build failures carry TensorRT's own messages
-        if type(err).__name__ not in ("TensorRTBuildError", "TensorRTUnavailable"):
+    except RuntimeError as err:  # the TensorRT provider's failures carry ONNX Runtime's own messages
+        if type(err).__name__ not in ("TensorRTUnavailable", "Fail", "RuntimeException", "EPFail"):
             raise
-        raise click.ClickException(str(err)) from err
+        raise click.ClickException(str(err).strip().splitlines()[0]) from err
     click.echo(f"sam-export finished in {time.perf_counter() - start:.0f} s: {output_dir}")
 
 
