@@ -148,3 +148,25 @@ def test_tensorrt_cache_needs_the_tensorrt_provider():
         pytest.skip("this onnxruntime has the TensorRT provider")
     with pytest.raises(trt_cache.TensorRTUnavailable, match="pip install .\\[gpu\\]"):
         trt_cache.require_provider()
+
+
+def test_tensorrt_cache_build_failures_are_one_line_errors(tmp_path):
+    import warnings
+
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), str(tmp_path / "identity.onnx"))
+    options = trt_cache.provider_options(tmp_path / "cache", True, {"min": "", "opt": "", "max": ""})
+    inputs = {"x": np.zeros(1, np.float32)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ONNX Runtime warns that the requested provider is not available
+        with pytest.raises(trt_cache.TensorRTBuildError, match="TensorRT engine for missing.onnx failed: ") as err:
+            trt_cache._build_one(tmp_path / "missing.onnx", options, inputs)
+        assert "\n" not in str(err.value)
+        if trt_cache.PROVIDER not in ort.get_available_providers():
+            # ONNX Runtime silently falls back to another provider: that must not pass for a TensorRT cache.
+            with pytest.raises(trt_cache.TensorRTUnavailable, match="could not start its TensorRT provider"):
+                trt_cache._build_one(tmp_path / "identity.onnx", options, inputs)

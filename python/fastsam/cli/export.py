@@ -60,7 +60,7 @@ def _load_model(checkpoint: str | None, random_weights: bool, model_type: str | 
               help="Directory for the .onnx files and manifest.json (created if missing).")
 @click.option("--quantize", is_flag=True, help="Also write int8 variants (static QDQ encoder, dynamic decoders) with an accuracy report.")
 @click.option("--calib-dir", type=click.Path(path_type=Path), default=None,
-              help="Calibration images for --quantize/--tensorrt int8 (default: generated synthetic scenes).")
+              help="Calibration images for --quantize (default: generated synthetic scenes).")
 @click.option("--calib-count", type=click.IntRange(1, 512), default=8, show_default=True,
               help="How many calibration images to use.")
 @click.option("--fp16", is_flag=True, help="Also write encoder.fp16.onnx (mixed precision; sensitive ops kept in float32); "
@@ -85,6 +85,7 @@ def main(checkpoint, random_weights, model_type, image_size, output_dir, quantiz
     """
     from ..export import calibration
     from ..export.pipeline import ExportOptions, ParityError, check_output_dir, run_export
+    from ..export.trt_cache import TensorRTBuildError, TensorRTUnavailable, require_provider
 
     try:
         check_output_dir(output_dir)
@@ -95,11 +96,9 @@ def main(checkpoint, random_weights, model_type, image_size, output_dir, quantiz
             calibration.list_image_files(calib_dir)
         except (FileNotFoundError, ValueError) as err:
             raise click.ClickException(str(err)) from err
-        if not (quantize or tensorrt):
-            click.secho("warning: --calib-dir is only used with --quantize or --tensorrt", fg="yellow", err=True)
+        if not quantize:
+            click.secho("warning: --calib-dir is only used with --quantize", fg="yellow", err=True)
     if tensorrt:
-        from ..export.trt_cache import TensorRTUnavailable, require_provider
-
         try:
             require_provider()
         except TensorRTUnavailable as err:
@@ -129,10 +128,8 @@ def main(checkpoint, random_weights, model_type, image_size, output_dir, quantiz
         raise click.ClickException(str(err)) from err
     except (ValueError, FileNotFoundError, PermissionError, ImportError) as err:
         raise click.ClickException(str(err)) from err
-    except RuntimeError as err:  # the TensorRT provider's failures carry ONNX Runtime's own messages
-        if type(err).__name__ not in ("TensorRTUnavailable", "Fail", "RuntimeException", "EPFail"):
-            raise
-        raise click.ClickException(str(err).strip().splitlines()[0]) from err
+    except (TensorRTUnavailable, TensorRTBuildError) as err:  # one line, with ONNX Runtime's own message
+        raise click.ClickException(str(err)) from err
     click.echo(f"sam-export finished in {time.perf_counter() - start:.0f} s: {output_dir}")
 
 

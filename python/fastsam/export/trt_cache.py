@@ -28,6 +28,10 @@ class TensorRTUnavailable(RuntimeError):
     """ONNX Runtime's TensorRT provider or a GPU is missing; the message is one line saying which."""
 
 
+class TensorRTBuildError(RuntimeError):
+    """ONNX Runtime's TensorRT provider failed on a graph; the message names the file and carries ORT's error."""
+
+
 def dim_ranges(image_size: int, max_batch: int = 1, max_prompts: int = 256, max_points: int = 16) -> dict:
     """(min, opt, max) of every symbolic dimension in io_spec, as the runtime feeds them.
 
@@ -100,6 +104,23 @@ def opt_inputs(spec: io_spec.ModelSpec, ranges: dict) -> dict[str, np.ndarray]:
     return inputs
 
 
+def _build_one(path: Path, options: dict, inputs: dict[str, np.ndarray]) -> None:
+    """Open ``path`` in the TensorRT provider and run it once, which writes its engine into the cache."""
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=[(PROVIDER, options), "CUDAExecutionProvider"])
+        providers = session.get_providers()
+        if PROVIDER in providers:
+            session.run(None, inputs)
+    except Exception as err:  # ONNX Runtime's own exception classes derive from Exception only
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TensorRTBuildError(f"TensorRT engine for {path.name} failed: {first_line}") from err
+    if PROVIDER not in providers:
+        raise TensorRTUnavailable(f"ONNX Runtime could not start its TensorRT provider for {path.name} "
+                                  f"(session providers: {providers}); check the TensorRT install")
+
+
 def build_cache(output_dir: Path, models: dict, image_size: int, fp16: bool, log: Callable[[str], None]) -> dict:
     """Build the engines of the fp32 models into ``output_dir/tensorrt_cache``; returns the manifest section.
 
@@ -107,7 +128,7 @@ def build_cache(output_dir: Path, models: dict, image_size: int, fp16: bool, log
       models: the manifest's ``models`` (file names per key); CACHED_ROLES are cached from their fp32 files.
       fp16: let TensorRT pick fp16 kernels (the runtime then passes the same flag).
     Raises:
-      TensorRTUnavailable: no TensorRT provider; RuntimeError: a session failed (ONNX Runtime's message).
+      TensorRTUnavailable: no TensorRT provider; TensorRTBuildError: a graph failed (ONNX Runtime's message).
     """
     import onnxruntime
 
@@ -119,12 +140,7 @@ def build_cache(output_dir: Path, models: dict, image_size: int, fp16: bool, log
     profiles = {key: profile(specs[key], ranges) for key in CACHED_ROLES}
     for key in CACHED_ROLES:
         log(f"tensorrt: building the {'fp16' if fp16 else 'fp32'} engine of {models[key]['file']} (profile {profiles[key]['max']} max) ...")
-        options = provider_options(cache_dir, fp16, profiles[key])
-        session = onnxruntime.InferenceSession(str(Path(output_dir) / models[key]["file"]),
-                                               providers=[(PROVIDER, options), "CUDAExecutionProvider"])
-        if PROVIDER not in session.get_providers():
-            raise TensorRTUnavailable(f"ONNX Runtime could not start its TensorRT provider for {models[key]['file']} "
-                                      f"(session providers: {session.get_providers()}); check the TensorRT install")
-        session.run(None, opt_inputs(specs[key], ranges))
+        _build_one(Path(output_dir) / models[key]["file"], provider_options(cache_dir, fp16, profiles[key]),
+                   opt_inputs(specs[key], ranges))
     return {"cache_dir": CACHE_DIR, "fp16": fp16, "source_precision": "fp32",
             "onnxruntime": onnxruntime.__version__, "profiles": profiles}
