@@ -270,14 +270,14 @@ def test_cli_empty_calibration_dir(tmp_path, checkpoint_file):
 
 def test_cli_tensorrt_without_gpu_is_one_line_error(tmp_path, checkpoint_file):
     pytest.importorskip("torch")
-    from fastsam.export.tensorrt_engine import TensorRTUnavailable, require_tensorrt
+    from fastsam.export.trt_cache import TensorRTUnavailable, require_provider
 
     try:
-        require_tensorrt()
+        require_provider()
     except TensorRTUnavailable:
         pass
     else:
-        pytest.skip("TensorRT and a GPU are available here")
+        pytest.skip("ONNX Runtime's TensorRT provider is available here")
     result = _run_cli(["--checkpoint", str(checkpoint_file), "--output-dir", str(tmp_path), "--tensorrt"])
     _assert_one_line_error(result, "--tensorrt")
     assert not (tmp_path / "encoder.onnx").exists()  # failed before spending minutes on the export

@@ -130,32 +130,6 @@ def test_calibration_sets_hold_out_images_from_a_folder(tmp_path):
     assert not any(a.shape == held_array.shape and np.array_equal(a, held_array) for a in calib_arrays)
 
 
-def test_tensorrt_profiles_cover_the_io_spec_inputs():
-    from fastsam.export import io_spec, tensorrt_engine
-
-    for profiles, spec in ((tensorrt_engine.encoder_profiles(), io_spec.encoder_spec()),
-                           (tensorrt_engine.decoder_profiles(), io_spec.decoder_batched_spec())):
-        dynamic = {t.name: t for t in spec.inputs if any(isinstance(d, str) for d in t.shape)}
-        assert {p.name for p in profiles} == set(dynamic)
-        for profile in profiles:
-            fixed = dynamic[profile.name].shape
-            for lo, opt, hi, dim in zip(profile.min, profile.opt, profile.max, fixed):
-                assert 1 <= lo <= opt <= hi
-                if isinstance(dim, int):
-                    assert lo == opt == hi == dim  # static dims cannot vary in a profile
-    # orig_im_size never reaches an engine: decoder.engine is built from the batched graph.
-    assert "orig_im_size" not in io_spec.decoder_batched_spec().input_names
-
-
-def test_tensorrt_build_rejects_bad_arguments_before_needing_tensorrt(tmp_path):
-    from fastsam.export import tensorrt_engine
-
-    with pytest.raises(ValueError, match="precision"):
-        tensorrt_engine.build_engine(tmp_path / "a.onnx", tmp_path / "a.engine", [], precision="int4")
-    with pytest.raises(ValueError, match="calibration"):
-        tensorrt_engine.build_engine(tmp_path / "a.onnx", tmp_path / "a.engine", [], precision="int8")
-
-
 def test_node_groups_follow_stage_and_projection_kind():
     from fastsam.export.int8_search import node_group
 

@@ -356,8 +356,11 @@ def test_unavailable_gpu_provider_is_a_clear_error(standalone_dir, provider):
     ort_name = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[provider]
     if ort_name in fastsam_rt.available_providers():
         pytest.skip(f"{ort_name} is available here; exercised by the GPU run instead")
-    with pytest.raises(RuntimeError, match=f"'{provider}'.*not available"):
-        fastsam_rt.Predictor(str(standalone_dir), provider=provider)
+    for make in (fastsam_rt.Predictor, fastsam_rt.AutomaticMaskGenerator):
+        with pytest.raises(RuntimeError, match=f"'{provider}'.*not available") as err:
+            make(str(standalone_dir), provider=provider)
+        message = str(err.value)  # one line naming the provider and what to install
+        assert "\n" not in message and ort_name in message and "onnxruntime-gpu" in message, message
 
 
 def _copy_export(model_dir: Path, destination: Path) -> tuple[Path, dict]:

@@ -46,6 +46,10 @@ class Predictor:
         Arguments:
           model_dir: directory with manifest.json and the .onnx files named there.
           provider: execution provider; 'cuda'/'tensorrt' raise RuntimeError when this ONNX Runtime lacks them.
+            'tensorrt' without tensorrt_cache_dir uses the engine cache, fp16 flag and profiles that
+            `sam-export --tensorrt` recorded in the manifest.
+          precision: the manifest's variant ('fp16' = fp16 encoder + fp32 decoders); RuntimeError naming the
+            sam-export flag when the export has none.
           intra_op_threads: threads per operator (0 = ONNX Runtime's default).
           verify_model_files: check each loaded .onnx file against manifest.json's sha256 first (RuntimeError
             naming the file and both digests on a mismatch); False skips reading the files twice.

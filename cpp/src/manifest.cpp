@@ -52,6 +52,46 @@ bool is_hex_digest(const std::string& s) {
   return true;
 }
 
+// "variants": {"fp16": {"encoder": "encoder_fp16", "decoder": "decoder", ...}, ...}; every key must be a model.
+void read_variants(const json::Value& variants, const std::string& path, Manifest& m) {
+  if (!variants.is_object()) throw Error(ErrorCode::kModelFiles, path + ": 'variants' must be an object");
+  for (const auto& [precision, roles] : variants.object) {
+    if (!roles.is_object()) throw Error(ErrorCode::kModelFiles, path + ": variants." + precision + " must be an object");
+    for (const auto& [role, key] : roles.object) {
+      const std::string where = path + ": variants." + precision + "." + role;
+      if (!key.is_string()) throw Error(ErrorCode::kModelFiles, where + " must be a model key");
+      if (!m.has(key.string)) throw Error(ErrorCode::kModelFiles, where + " names '" + key.string + "', not in 'models'");
+      m.variants[precision][role] = key.string;
+    }
+  }
+}
+
+const std::string* string_at(const json::Value& object, const char* name) {
+  const json::Value* v = object.find(name);
+  return v && v->is_string() ? &v->string : nullptr;
+}
+
+// "tensorrt": {"cache_dir": "tensorrt_cache", "fp16": true, "profiles": {key: {"min": .., "opt": .., "max": ..}}}
+void read_tensorrt(const json::Value& trt, const std::string& path, Manifest& m) {
+  const std::string* dir = string_at(trt, "cache_dir");
+  if (dir == nullptr || dir->empty() || dir->find("..") != std::string::npos || dir->front() == '/') {
+    throw Error(ErrorCode::kModelFiles, path + ": tensorrt.cache_dir must be a folder name inside the model directory");
+  }
+  m.tensorrt.cache_dir = m.model_dir + "/" + *dir;
+  if (const json::Value* fp16 = trt.find("fp16"); fp16 && fp16->type == json::Value::Type::kBool) m.tensorrt.fp16 = fp16->boolean;
+  const json::Value* profiles = trt.find("profiles");
+  if (profiles == nullptr || !profiles->is_object()) return;
+  for (const auto& [key, profile] : profiles->object) {
+    auto entry = m.models.find(key);
+    if (entry == m.models.end()) continue;  // a profile of a model the manifest does not list: nothing to apply
+    const std::string *lo = string_at(profile, "min"), *opt = string_at(profile, "opt"), *hi = string_at(profile, "max");
+    if (!lo || !opt || !hi) throw Error(ErrorCode::kModelFiles, path + ": tensorrt.profiles." + key + " needs min, opt and max");
+    entry->second.trt_profile_min = *lo;
+    entry->second.trt_profile_opt = *opt;
+    entry->second.trt_profile_max = *hi;
+  }
+}
+
 }  // namespace
 
 const ModelEntry& Manifest::model(const std::string& key) const {
@@ -61,6 +101,39 @@ const ModelEntry& Manifest::model(const std::string& key) const {
   for (const auto& [k, v] : models) known += (known.empty() ? "" : ", ") + k;
   throw Error(ErrorCode::kModelFiles, "manifest.json in " + model_dir + " has no model '" + key +
                                           "' (models: " + (known.empty() ? "none" : known) + ")");
+}
+
+namespace {
+
+std::string export_flag(const std::string& precision) {
+  if (precision == "int8") return "sam-export --quantize";
+  if (precision == "fp16") return "sam-export --fp16";
+  return "sam-export";
+}
+
+}  // namespace
+
+const ModelEntry* Manifest::for_role(const std::string& precision, const std::string& role) const {
+  if (variants.empty()) {
+    // Exports without "variants": the split decoder served fp32 only, every other role had a suffixed key.
+    const bool split = role == "decoder_head" || role == "decoder_masks";
+    const std::string key = precision == "fp32" ? role : role + "_" + precision;
+    if (role == "encoder" && !has(key)) {
+      throw Error(ErrorCode::kModelFiles, "manifest.json in " + model_dir + " has no " + precision + " model '" + key +
+                                              "' (an export without 'variants'); re-export with " + export_flag(precision));
+    }
+    if (split && precision != "fp32") return nullptr;
+    return has(key) ? &models.at(key) : nullptr;
+  }
+  auto variant = variants.find(precision);
+  if (variant == variants.end()) {
+    std::string known;
+    for (const auto& [p, roles] : variants) known += (known.empty() ? "" : ", ") + p;
+    throw Error(ErrorCode::kModelFiles, "manifest.json in " + model_dir + " has no '" + precision +
+                                            "' variant (variants: " + known + "); re-export with " + export_flag(precision));
+  }
+  auto key = variant->second.find(role);
+  return key == variant->second.end() ? nullptr : &model(key->second);
 }
 
 Manifest load_manifest(const std::string& model_dir) {
@@ -121,6 +194,10 @@ Manifest parse_manifest(const std::string& text, const std::string& model_dir) {
     if (const json::Value* in_specs = entry.find("inputs")) e.inputs = read_specs(*in_specs, path + ": models." + key + ".inputs");
     if (const json::Value* out_specs = entry.find("outputs")) e.outputs = read_specs(*out_specs, path + ": models." + key + ".outputs");
     m.models.emplace(key, std::move(e));
+  }
+  if (const json::Value* variants = root.find("variants")) read_variants(*variants, path, m);
+  if (const json::Value* trt = root.find("tensorrt"); trt && trt->is_object() && trt->find("cache_dir")) {
+    read_tensorrt(*trt, path, m);
   }
   return m;
 }

@@ -20,6 +20,15 @@ struct ModelEntry {
   std::string sha256;  // lower-case hex digest of the file; empty when the manifest lists none (older exports)
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
+  // ONNX Runtime TensorRT-provider profile ("name:1x3x64x64,..."), from the manifest's "tensorrt" section;
+  // empty without one. The engine cache sam-export --tensorrt prepared is only reused under the same profile.
+  std::string trt_profile_min, trt_profile_opt, trt_profile_max;
+};
+
+// What sam-export --tensorrt prepared: ONNX Runtime's TensorRT engine cache (see the "tensorrt" section).
+struct TensorRtCache {
+  std::string cache_dir;  // model_dir / the manifest's relative cache_dir; empty when the export has none
+  bool fp16 = false;
 };
 
 struct Manifest {
@@ -28,10 +37,17 @@ struct Manifest {
   int image_size = 1024;
   float mask_threshold = 0.0f;
   std::map<std::string, ModelEntry> models;
+  // precision -> role ("encoder", "decoder", ...) -> model key; empty for exports written before "variants".
+  std::map<std::string, std::map<std::string, std::string>> variants;
+  TensorRtCache tensorrt;
 
   bool has(const std::string& key) const { return models.count(key) != 0; }
   // Throws fastsam::Error(kModelFiles) naming the key and the keys that exist.
   const ModelEntry& model(const std::string& key) const;
+  // The model serving `role` at `precision` (an fp16 variant may reuse the fp32 decoders), nullptr when that
+  // variant has no model for the role. Old manifests (no "variants") map role R to key R / R_int8 / R_fp16.
+  // Throws fastsam::Error(kModelFiles) when the export has no such precision, naming the sam-export flag.
+  const ModelEntry* for_role(const std::string& precision, const std::string& role) const;
 };
 
 // Throws fastsam::Error: kFileNotFound when the directory or manifest.json is missing, kModelFiles when it is

@@ -44,7 +44,7 @@ void append_cuda(Ort::SessionOptions& so, int device_id) {
   so.AppendExecutionProvider_CUDA_V2(*cuda);
 }
 
-void append_tensorrt(Ort::SessionOptions& so, const RuntimeOptions& options) {
+void append_tensorrt(Ort::SessionOptions& so, const RuntimeOptions& options, const ModelEntry* entry) {
   const OrtApi& api = Ort::GetApi();
   OrtTensorRTProviderOptionsV2* raw = nullptr;
   Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&raw));
@@ -59,11 +59,17 @@ void append_tensorrt(Ort::SessionOptions& so, const RuntimeOptions& options) {
     keys.push_back("trt_engine_cache_path");
     values.push_back(options.tensorrt_cache_dir.c_str());
   }
+  // The export's profile: a cached engine is reused only under the profile it was built for.
+  if (entry != nullptr && !entry->trt_profile_min.empty()) {
+    keys.insert(keys.end(), {"trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"});
+    values.insert(values.end(), {entry->trt_profile_min.c_str(), entry->trt_profile_opt.c_str(),
+                                 entry->trt_profile_max.c_str()});
+  }
   Ort::ThrowOnError(api.UpdateTensorRTProviderOptions(trt.get(), keys.data(), values.data(), keys.size()));
   so.AppendExecutionProvider_TensorRT_V2(*trt);
 }
 
-Ort::SessionOptions make_session_options(const RuntimeOptions& options) {
+Ort::SessionOptions make_session_options(const RuntimeOptions& options, const ModelEntry* entry) {
   if (options.intra_op_threads < 0) throw std::invalid_argument("intra_op_threads must be >= 0");
   if (options.inter_op_threads < 0) throw std::invalid_argument("inter_op_threads must be >= 0");
   if (options.device_id < 0) throw std::invalid_argument("device_id must be >= 0");
@@ -86,7 +92,7 @@ Ort::SessionOptions make_session_options(const RuntimeOptions& options) {
       break;
     case ExecutionProvider::kTensorRt:
       require_provider("TensorrtExecutionProvider", options.provider);
-      append_tensorrt(so, options);
+      append_tensorrt(so, options, entry);
       append_cuda(so, options.device_id);  // nodes TensorRT cannot take run on CUDA rather than the CPU
       break;
   }
@@ -101,13 +107,13 @@ const std::string& verified_path(const ModelEntry& entry, const RuntimeOptions& 
 }  // namespace
 
 OnnxModel::OnnxModel(const ModelEntry& entry, const RuntimeOptions& options)
-    : OnnxModel(verified_path(entry, options), options) {}
+    : OnnxModel(verified_path(entry, options), options, &entry) {}
 
-OnnxModel::OnnxModel(const std::string& path, const RuntimeOptions& options) : path_(path) {
+OnnxModel::OnnxModel(const std::string& path, const RuntimeOptions& options, const ModelEntry* entry) : path_(path) {
   if (!std::ifstream(path)) throw Error(ErrorCode::kFileNotFound, "model file not found: " + path);
   Ort::SessionOptions so = [&] {
     try {
-      return make_session_options(options);
+      return make_session_options(options, entry);
     } catch (const Ort::Exception& e) {
       throw Error(ErrorCode::kProviderUnavailable,
                   std::string("could not configure execution provider '") + to_string(options.provider) + "': " + e.what());

@@ -26,7 +26,8 @@ struct OutputBuffer {
 class OnnxModel {
  public:
   // Throws fastsam::Error: kFileNotFound (no file), kProviderUnavailable, kInference (ORT failed to load it).
-  OnnxModel(const std::string& path, const RuntimeOptions& options);
+  // `entry` (optional) supplies the TensorRT profile of the export's engine cache.
+  OnnxModel(const std::string& path, const RuntimeOptions& options, const ModelEntry* entry = nullptr);
   // The model of a manifest entry; with options.verify_model_files its sha256 is checked first (see verify_file).
   OnnxModel(const ModelEntry& entry, const RuntimeOptions& options);
 

@@ -43,10 +43,34 @@ constexpr int kDecoderSubBatch = 16;
 constexpr int kDataParallelSubBatch = 8;
 constexpr int kDataParallelMinBatch = 8;
 
-std::string model_key(const std::string& base, const std::string& precision) {
-  if (precision == "fp32") return base;
-  if (precision == "int8" || precision == "fp16") return base + "_" + precision;
+void check_precision(const std::string& precision) {
+  if (precision == "fp32" || precision == "int8" || precision == "fp16") return;
   throw std::invalid_argument("precision must be 'fp32', 'int8' or 'fp16', got '" + precision + "'");
+}
+
+const detail::ModelEntry& encoder_entry(const detail::Manifest& manifest, const std::string& precision) {
+  if (const detail::ModelEntry* encoder = manifest.for_role(precision, "encoder")) return *encoder;
+  throw Error(ErrorCode::kModelFiles, "manifest.json in " + manifest.model_dir + ": variants." + precision +
+                                          " names no encoder; re-export the directory with sam-export");
+}
+
+// The batched decoder when the variant has one, else the official single-prompt decoder.
+const detail::ModelEntry& decoder_entry(const detail::Manifest& manifest, const std::string& precision) {
+  if (const detail::ModelEntry* batched = manifest.for_role(precision, "decoder_batched")) return *batched;
+  if (const detail::ModelEntry* single = manifest.for_role(precision, "decoder")) return *single;
+  throw Error(ErrorCode::kModelFiles, "manifest.json in " + manifest.model_dir + " names no decoder for precision '" +
+                                          precision + "'; re-export the directory with sam-export");
+}
+
+// With provider=tensorrt and no cache folder of the caller's own, the engine cache sam-export --tensorrt
+// prepared (and the precision it was built with), so the engines are loaded rather than rebuilt.
+RuntimeOptions with_export_cache(RuntimeOptions options, const detail::Manifest& manifest) {
+  if (options.provider == ExecutionProvider::kTensorRt && options.tensorrt_cache_dir.empty() &&
+      !manifest.tensorrt.cache_dir.empty()) {
+    options.tensorrt_cache_dir = manifest.tensorrt.cache_dir;
+    options.tensorrt_fp16 = manifest.tensorrt.fp16;
+  }
+  return options;
 }
 
 // Argument checks shared by decode_batch and decode_batch_selected; `caller` names the method in the message.
@@ -86,12 +110,9 @@ struct Predictor::Impl {
   std::vector<float> embedding;
 
   Impl(const detail::Manifest& manifest, const RuntimeOptions& opts)
-      : options(opts),
-        encoder(manifest.model(model_key("encoder", opts.precision)), opts),
-        decoder(manifest.has(model_key("decoder_batched", opts.precision))
-                    ? manifest.model(model_key("decoder_batched", opts.precision))
-                    : manifest.model(model_key("decoder", opts.precision)),
-                opts) {
+      : options(with_export_cache(opts, manifest)),
+        encoder(encoder_entry(manifest, opts.precision), options),
+        decoder(decoder_entry(manifest, opts.precision), options) {
     info.model_type = manifest.model_type;
     info.image_size = manifest.image_size;
     info.mask_threshold = manifest.mask_threshold;
@@ -106,9 +127,9 @@ struct Predictor::Impl {
       serial_decoder = std::make_unique<detail::OnnxModel>(decoder.path(), one_thread_options());
       decode_workers = threads;
     }
-    if (opts.precision == "fp32" && manifest.has("decoder_head") && manifest.has("decoder_masks")) {
-      split_entries = {manifest.model("decoder_head"), manifest.model("decoder_masks")};
-    }
+    const detail::ModelEntry* split_head = manifest.for_role(opts.precision, "decoder_head");
+    const detail::ModelEntry* split_masks = manifest.for_role(opts.precision, "decoder_masks");
+    if (split_head && split_masks) split_entries = {*split_head, *split_masks};
   }
 
   // Opens the split decoder's sessions (once); false when the export has none for this precision.
@@ -294,7 +315,7 @@ struct Predictor::Impl {
 };
 
 Predictor::Predictor(const std::string& model_dir, const RuntimeOptions& options) {
-  model_key("encoder", options.precision);  // validates precision before touching files
+  check_precision(options.precision);  // before touching files
   const detail::Manifest manifest = detail::load_manifest(model_dir);
   impl_ = std::make_unique<Impl>(manifest, options);
 }

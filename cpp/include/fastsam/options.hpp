@@ -19,14 +19,15 @@ std::vector<std::string> available_providers();
 struct RuntimeOptions {
   ExecutionProvider provider = ExecutionProvider::kCpu;
   int device_id = 0;                   // CUDA / TensorRT device
-  std::string tensorrt_cache_dir;      // TensorRT engine cache; empty disables caching
-  bool tensorrt_fp16 = false;          // let TensorRT build fp16 engines
+  std::string tensorrt_cache_dir;      // TensorRT engine cache; empty: the one sam-export --tensorrt prepared
+                                       // (manifest "tensorrt": its folder, fp16 flag and profiles), else none
+  bool tensorrt_fp16 = false;          // let TensorRT build fp16 engines (ignored when the manifest's cache is used)
   int intra_op_threads = 0;            // 0: ONNX Runtime's default (one per physical core)
   int inter_op_threads = 1;
   GraphOptimization graph_optimization = GraphOptimization::kAll;
   bool enable_memory_pattern = true;   // pre-plan activations for repeated same-shape runs
   bool enable_cpu_mem_arena = true;
-  std::string precision = "fp32";      // fp32 | int8 | fp16: picks manifest models "encoder", "encoder_int8", ...
+  std::string precision = "fp32";      // fp32 | int8 | fp16: the manifest's "variants" entry (role -> model)
   bool verify_model_files = true;      // check each loaded model file against manifest.json's sha256 (reads it once)
 };
 

@@ -84,7 +84,7 @@ class Predictor {
                              std::vector<float>& iou_predictions, std::vector<float>& low_res_logits,
                              std::vector<uint8_t>& selected);
   // Opens the export's split decoder for decode_batch_selected (the AutomaticMaskGenerator does this); returns
-  // false when the export has none for this precision (older exports, int8, fp16). Throws like the constructor.
+  // false when the export has none for this precision (older exports, int8). Throws like the constructor.
   bool load_split_decoder();
   // Whether decode_batch_selected can skip work (load_split_decoder() succeeded).
   bool has_split_decoder() const;

@@ -60,11 +60,14 @@ def _load_model(checkpoint: str | None, random_weights: bool, model_type: str | 
               help="Directory for the .onnx files and manifest.json (created if missing).")
 @click.option("--quantize", is_flag=True, help="Also write int8 variants (static QDQ encoder, dynamic decoders) with an accuracy report.")
 @click.option("--calib-dir", type=click.Path(path_type=Path), default=None,
-              help="Calibration images for --quantize/--tensorrt int8 (default: generated synthetic scenes).")
+              help="Calibration images for --quantize (default: generated synthetic scenes).")
 @click.option("--calib-count", type=click.IntRange(1, 512), default=8, show_default=True,
               help="How many calibration images to use.")
-@click.option("--fp16", is_flag=True, help="Also write encoder.fp16.onnx (mixed precision; sensitive ops kept in float32).")
-@click.option("--tensorrt", is_flag=True, help="Also build encoder.engine / decoder.engine with TensorRT (needs a GPU).")
+@click.option("--fp16", is_flag=True, help="Also write encoder.fp16.onnx (mixed precision; sensitive ops kept in float32); "
+                                           "fastsam_rt precision='fp16' pairs it with the fp32 decoders.")
+@click.option("--tensorrt", is_flag=True, help="Also build ONNX Runtime's TensorRT engine cache (tensorrt_cache/, fp16 "
+                                               "engines with --fp16) for fastsam_rt provider='tensorrt'; needs "
+                                               "onnxruntime-gpu, TensorRT and the serving GPU.")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim graph simplification.")
 @click.option("--allow-mismatch", is_flag=True, help="Keep the files even if the parity gate finds outputs beyond tolerance.")
@@ -82,6 +85,7 @@ def main(checkpoint, random_weights, model_type, image_size, output_dir, quantiz
     """
     from ..export import calibration
     from ..export.pipeline import ExportOptions, ParityError, check_output_dir, run_export
+    from ..export.trt_cache import TensorRTBuildError, TensorRTUnavailable, require_provider
 
     try:
         check_output_dir(output_dir)
@@ -92,13 +96,11 @@ def main(checkpoint, random_weights, model_type, image_size, output_dir, quantiz
             calibration.list_image_files(calib_dir)
         except (FileNotFoundError, ValueError) as err:
             raise click.ClickException(str(err)) from err
-        if not (quantize or tensorrt):
-            click.secho("warning: --calib-dir is only used with --quantize or --tensorrt", fg="yellow", err=True)
+        if not quantize:
+            click.secho("warning: --calib-dir is only used with --quantize", fg="yellow", err=True)
     if tensorrt:
-        from ..export.tensorrt_engine import TensorRTUnavailable, require_tensorrt
-
         try:
-            require_tensorrt()
+            require_provider()
         except TensorRTUnavailable as err:
             raise click.ClickException(str(err)) from err
 
@@ -126,9 +128,7 @@ def main(checkpoint, random_weights, model_type, image_size, output_dir, quantiz
         raise click.ClickException(str(err)) from err
     except (ValueError, FileNotFoundError, PermissionError, ImportError) as err:
         raise click.ClickException(str(err)) from err
-    except RuntimeError as err:  # TensorRT parse/build failures carry TensorRT's own messages
-        if type(err).__name__ not in ("TensorRTBuildError", "TensorRTUnavailable"):
-            raise
+    except (TensorRTUnavailable, TensorRTBuildError) as err:  # one line, with ONNX Runtime's own message
         raise click.ClickException(str(err)) from err
     click.echo(f"sam-export finished in {time.perf_counter() - start:.0f} s: {output_dir}")
 

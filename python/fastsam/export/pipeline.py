@@ -11,6 +11,7 @@ import numpy as np
 from . import calibration, io_spec, manifest, parity, simplify
 from .onnx_export import DEFAULT_OPSET, EXPORTERS
 from .output_dir import check_output_dir, publish, staging_dir
+from .variants import variant_table
 
 __all__ = ["ExportOptions", "ParityError", "check_output_dir", "run_export"]
 
@@ -213,13 +214,11 @@ def _write_export(sam, options: ExportOptions, output_dir: Path, log: Log) -> di
         int8_paths, quantization = write_int8_variants(sam, options, paths, log)
         for key, path in int8_paths.items():
             models[io_spec.variant_key(key, "int8")] = manifest.model_entry(output_dir, specs[key], path.name, "int8")
-    engines = {}
+    tensorrt = {}
     if options.tensorrt:
-        from .tensorrt_engine import build_engines
+        from .trt_cache import build_cache
 
-        calib, _ = calibration_sets(options, image_size)
-        precision = "int8" if options.quantize else "fp16"
-        engines = build_engines(output_dir, image_size, precision, (lambda: (make() for make in calib)), log)
+        tensorrt = build_cache(output_dir, models, image_size, options.fp16, log)
     result = manifest.build_manifest(
         model_type=options.model_type,
         image_size=image_size,
@@ -230,7 +229,8 @@ def _write_export(sam, options: ExportOptions, output_dir: Path, log: Log) -> di
         models=models,
         parity=parity.summarize(checks),
         quantization=quantization,
-        extra={"simplification": simplified, "timings": timings, "tensorrt": engines, **options.extra_manifest},
+        extra={"variants": variant_table(models), "simplification": simplified, "timings": timings,
+               "tensorrt": tensorrt, **options.extra_manifest},
     )
     manifest.write_manifest(output_dir, result)
     sam.eval()
