@@ -49,14 +49,14 @@ def test_mask_iou_matrix_counts_pixels():
     assert torch.allclose(mask_iou_matrix(pred, gt), torch.tensor([[4 / 12], [0.0]]))
 
 
-def _scene_losses(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor):
+def _scene_losses(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor, cls_balance: str = "mean"):
     """Matching + loss as the everything task composes them, on given candidates."""
     iou = mask_iou_matrix(logits > 0, gt)
     cand, obj = match(iou, 0.5)
     foreground = torch.zeros(len(logits), dtype=torch.bool)
     foreground[cand] = True
     return everything_loss(logits[cand], gt[obj], iou_pred[cand], iou[cand, obj], iou_pred, foreground,
-                           LossWeights(bce=1.0))
+                           LossWeights(bce=1.0), cls_balance=cls_balance)
 
 
 def test_mask_and_iou_losses_average_over_matched_candidates_only():
@@ -78,6 +78,10 @@ def test_mask_and_iou_losses_average_over_matched_candidates_only():
     # By hand: the cls term is the mean BCE of the predicted IoUs against fg/bg labels.
     expected = -(np.log(0.8) + np.log(0.6) + 5 * np.log(0.7)) / 7
     assert more["cls"].item() == pytest.approx(expected, rel=1e-6)
+    # cls_balance "fg_bg": the mean over the 2 foreground candidates plus the mean over the 5 background ones.
+    _, balanced = _scene_losses(torch.cat([good, unmatched]), torch.cat([iou_pred, torch.full((5,), 0.3)]), gt, "fg_bg")
+    assert balanced["cls"].item() == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2 - np.log(0.7), rel=1e-6)
+    assert balanced["dice"].item() == more["dice"].item()
 
 
 def test_no_match_gives_zero_mask_losses():
@@ -124,7 +128,7 @@ def _one_graph_loss(sam, embedding, item, cfg):
     foreground = torch.zeros(len(iou_pred), dtype=torch.bool)
     foreground[cand] = True
     return everything_loss(logits[cand], gt[obj], iou_pred[cand], iou[cand, obj], iou_pred, foreground,
-                           cfg.loss_weights)
+                           cfg.loss_weights, cls_balance=cfg.cls_balance)
 
 
 def _gradients(sam, embedding):
@@ -139,10 +143,10 @@ def _assert_same_gradients(got: dict, want: dict):
         assert torch.allclose(got[name], grad, rtol=1e-4, atol=1e-6), (name, (got[name] - grad).abs().max().item())
 
 
-@pytest.mark.parametrize("matched_only", [True, False])
-def test_chunked_backward_gives_the_one_graph_loss_and_gradients(matched_only):
+@pytest.mark.parametrize("matched_only, cls_balance", [(True, "mean"), (False, "mean"), (True, "fg_bg")])
+def test_chunked_backward_gives_the_one_graph_loss_and_gradients(matched_only, cls_balance):
     sam, item, embedding = _scene()
-    cfg = _tiny_cfg()
+    cfg = _tiny_cfg(cls_balance=cls_balance)
     want_total, want_terms = _one_graph_loss(sam, embedding, item, cfg)
     want_total.backward()
     want = _gradients(sam, embedding)

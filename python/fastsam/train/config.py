@@ -134,6 +134,9 @@ class TrainConfig:
     prediction_batch_size: int = 64
     # everything mode: a candidate matched (Hungarian) to an object with at least this IoU is foreground
     match_iou: float = 0.5
+    # everything mode, the cls term: "mean" = BCE averaged over all candidates; "fg_bg" = mean over the matched
+    # (foreground) candidates + mean over the others, so the few matches weigh as much as ~all the background
+    cls_balance: Literal["mean", "fg_bg"] = "mean"
     visual: VisualConfig = field(default_factory=VisualConfig)
     augment: bool = False  # random horizontal flip (disables the embedding cache)
     # model

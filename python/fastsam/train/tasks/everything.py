@@ -43,8 +43,8 @@ _EPS = 1e-6
 
 def everything_loss(matched_logits: torch.Tensor, matched_targets: torch.Tensor, matched_iou_pred: torch.Tensor,
                     matched_iou_true: torch.Tensor, iou_pred: torch.Tensor, foreground: torch.Tensor,
-                    weights: LossWeights, num_matched: int | None = None,
-                    num_candidates: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                    weights: LossWeights, num_matched: int | None = None, num_candidates: int | None = None,
+                    cls_balance: str = "mean") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one image's candidates after matching, or a chunk's share of it.
 
     Arguments:
@@ -53,6 +53,8 @@ def everything_loss(matched_logits: torch.Tensor, matched_targets: torch.Tensor,
       iou_pred: (P,) predicted IoU of every candidate; foreground: (P,) bool, True for the matched ones.
       num_matched, num_candidates: the image's totals when these candidates are one chunk of the image
         (default K and P): the chunk's shares then add up over the chunks to the image's loss.
+      cls_balance: "mean": cls is the BCE's mean over all candidates; "fg_bg": its mean over the foreground
+        plus its mean over the background candidates.
     Returns:
       (total, terms): the mask and IoU terms are means over the image's matched candidates (0 when there
       are none), so unmatched candidates change only "cls", the mean over all its candidates.
@@ -68,7 +70,12 @@ def everything_loss(matched_logits: torch.Tensor, matched_targets: torch.Tensor,
         focal = dice = bce = iou_mse = iou_pred.sum() * 0.0
     # Clamped so the prediction reads as a probability; the IoU term pulls matched ones back into range.
     confidence = iou_pred.clamp(_EPS, 1 - _EPS)
-    cls = F.binary_cross_entropy(confidence, foreground.float(), reduction="sum") / candidates
+    per_candidate = F.binary_cross_entropy(confidence, foreground.float(), reduction="none")
+    if cls_balance == "fg_bg":
+        cls = (per_candidate[foreground].sum() / max(matched, 1)
+               + per_candidate[~foreground].sum() / max(candidates - matched, 1))
+    else:
+        cls = per_candidate.sum() / candidates
     total = (weights.focal * focal + weights.dice * dice + weights.bce * bce + weights.iou * iou_mse
              + weights.cls * cls)
     return total, {"focal": focal, "dice": dice, "bce": bce, "iou_mse": iou_mse, "cls": cls,
@@ -158,7 +165,7 @@ class EverythingTask:
         else:
             matched = decoder.upscale_masks(src, hyper).flatten(0, 1)[local]
         return everything_loss(matched.float(), gt[target[local]], iou_pred[local], true_iou[local], iou_pred,
-                               target >= 0, weights, num_matched, num_candidates)
+                               target >= 0, weights, num_matched, num_candidates, self.cfg.cls_balance)
 
     def validate_image(self, sam: nn.Module, embedding: torch.Tensor, item: dict, device: torch.device,
                        preview: bool) -> tuple[torch.Tensor, dict | None]:
