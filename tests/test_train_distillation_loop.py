@@ -212,3 +212,17 @@ def test_example_configs_show_every_distillation_key(name):
     written = json.loads(path.read_text())["distillation"]
     assert set(written) == {f.name for f in dataclasses.fields(block)}  # every key written out
     assert all(set(written[m]) == {f.name for f in dataclasses.fields(getattr(block, m))} for m in MODULES)
+
+
+def test_extract_features_picks_one_of_several_teachers_by_name():
+    from fastsam.cli.extract_features import _block_teacher
+
+    block = config_from_dict({"distillation": {"enable": True, "teachers": [
+        {"model_type": "vit_b", "weight": 0.5}, {"model_type": "vit_l", "name": "large", "weight": 0.5}]}}).distillation
+    assert _block_teacher(block, "large").model_type == "vit_l" and _block_teacher(block, "vit_b").model_type == "vit_b"
+    with pytest.raises(ValueError, match="2 teachers .* pass --teacher with one of vit_b, large"):
+        _block_teacher(block, None)
+    with pytest.raises(ValueError, match="--teacher 'vit_h': no such teacher"):
+        _block_teacher(block, "vit_h")
+    single = config_from_dict({"distillation": {"enable": True, "teacher": {"model_type": "vit_l"}}}).distillation
+    assert _block_teacher(single, None).model_type == "vit_l"
