@@ -15,6 +15,14 @@ from fastsam.train.matching import hungarian, mask_iou_matrix, match
 from fastsam.train.tasks.everything import EverythingTask, everything_loss
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One thread: on the shared 2-core CI machine the tiny models run several times faster than with two."""
+    before, _ = torch.get_num_threads(), torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _brute_force_best(iou: np.ndarray) -> float:
     """The largest total IoU of any one-to-one pairing (every permutation of the longer side)."""
     rows, cols = iou.shape
