@@ -163,8 +163,9 @@ def main() -> None:
                                != (row["grid_points"], row["formulation"])] + [row]
             print(json.dumps(row))
             _write(result, args.out)
-    for grid in args.plain_grids:
-        rows = {r["formulation"]: r for r in result.get("steps", []) if r["grid_points"] == grid}
+    result["matched_only_speedup_cpu"] = {}
+    for grid in sorted({r["grid_points"] for r in result.get("steps", [])}):
+        rows = {r["formulation"]: r for r in result["steps"] if r["grid_points"] == grid}
         if len(rows) == 2:
             # CPU time: on a shared machine wall time also counts other processes' turns.
             result.setdefault("matched_only_speedup_cpu", {})[str(grid)] = (
