@@ -9,8 +9,9 @@ and prompt encoder are frozen with cached embeddings, so a step is a mask-decode
 
 Writes benchmarks/results/bench_train_everything.json. Step time and peak RSS are measured in a fresh process per
 (grid, formulation) so one measurement's peak does not hide the next; peak RSS includes the interpreter and torch.
-Step time is reported as wall and CPU seconds (one torch thread: CPU time is the cost, wall time also holds other
-processes' turns on a shared machine); the speed-up of the matched-only upscaling is the ratio of CPU times.
+Step time is the median over the timed steps, in wall and CPU seconds (one torch thread: CPU time is the cost, wall
+time also holds other processes' turns on a shared machine); the speed-up of the matched-only upscaling is the ratio
+of median CPU times. Each row records the command that measured it.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import argparse
 import json
 import logging
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +43,7 @@ def _config(data: Path, out: Path, args, grid: int) -> dict:
         "freeze": {"image_encoder": True, "prompt_encoder": True}, "dataset": {"mode": "everything", "grid_points": grid},
         "prediction_batch_size": 64, "num_epochs": args.epochs, "max_steps_per_epoch": args.steps,
         "batch_size": 2, "learning_rate": args.lr, "num_val_overlays": 0, "seed": 0,
-        "loss_weights": {"focal": args.focal, "dice": 1.0, "iou": 1.0, "cls": 1.0},
+        "loss_weights": {"focal": args.focal, "dice": 1.0, "iou": 1.0, "cls": 1.0}, "cls_balance": args.cls_balance,
     }
 
 
@@ -58,7 +60,7 @@ def short_run(data: Path, args) -> dict:
         rows = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     start, end = rows[0], rows[-1]
     return {"grid_points": args.grid, "steps": end["step"], "batch_size": 2, "learning_rate": args.lr,
-            "loss_weights": cfg.to_dict()["loss_weights"],
+            "loss_weights": cfg.to_dict()["loss_weights"], "cls_balance": cfg.cls_balance,
             "seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1), "val_images": start["val_images"], "val_objects": start["val_objects"],
             "miou_before": start["val_miou"], "miou_after": end["val_miou"],
             "dice_before": start["val_dice"], "dice_after": end["val_dice"],
@@ -66,7 +68,7 @@ def short_run(data: Path, args) -> dict:
 
 
 def measure_step(data: Path, args) -> dict:
-    """(Child process) mean seconds of one training step on one image and this process's peak RSS."""
+    """(Child process) median seconds of one training step on one image and this process's peak RSS."""
     from fastsam.train.config import config_from_dict
     from fastsam.train.embedding_cache import EmbeddingCache, embed_images, model_identity
     from fastsam.train.freezing import apply_freeze, frozen_parts, trainable_parameters
@@ -101,7 +103,7 @@ def measure_step(data: Path, args) -> dict:
                 matched.append(terms["matched"].item())
     return {"grid_points": args.measure_grid, "prompts": args.measure_grid ** 2,
             "formulation": "plain" if args.plain else "matched_only_upscale",
-            "step_s": sum(times) / len(times), "step_cpu_s": sum(cpu_times) / len(cpu_times),
+            "steps_timed": len(times), "step_s": statistics.median(times), "step_cpu_s": statistics.median(cpu_times),
             "matched_per_image": sum(matched) / len(matched),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -122,6 +124,8 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=8, help="grid points per side in the short run")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--focal", type=float, default=20.0, help="focal weight (the example config's; dice, iou, cls 1)")
+    parser.add_argument("--cls-balance", choices=["mean", "fg_bg"], default="mean", help="the cls term (config cls_balance)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON (merged into when it exists)")
     parser.add_argument("--grids", type=int, nargs="*", default=[8, 16, 32], help="grids for step time / peak RSS")
     parser.add_argument("--plain-grids", type=int, nargs="*", default=[8, 16, 32],
                         help="grids also measured with the plain formulation (every candidate upscaled with gradient)")
@@ -142,36 +146,37 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Parts measured by separate invocations (--skip-run, --grids) are merged into one results file.
-    result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result.update({"threads": args.threads, "prediction_batch_size": 64,
                    "model": "demo base vit_t_shapes.pth at 256 px, encoders frozen, embeddings cached"})
     command = " ".join(["python benchmarks/bench_train_everything.py"] + sys.argv[1:])
     if not args.skip_run:
         result["short_run"] = {"command": command, **short_run(data, args)}
-        _write(result)
+        _write(result, args.out)
         print(json.dumps(result["short_run"], indent=2))
-    if args.grids:
-        result["steps"] = []
-        result["steps_command"] = command
+    result.pop("steps_command", None)
     for grid in args.grids:
         for plain in ([False, True] if grid in args.plain_grids else [False]):
-            row = _child(data, args, grid, plain)
-            result["steps"].append(row)
+            row = {**_child(data, args, grid, plain), "command": command}
+            # A row replaces the earlier one of its (grid, formulation): grids may be measured by separate runs.
+            result["steps"] = [r for r in result.get("steps", []) if (r["grid_points"], r["formulation"])
+                               != (row["grid_points"], row["formulation"])] + [row]
             print(json.dumps(row))
-            _write(result)
-    for grid in args.plain_grids:
-        rows = {r["formulation"]: r for r in result.get("steps", []) if r["grid_points"] == grid}
+            _write(result, args.out)
+    result["matched_only_speedup_cpu"] = {}
+    for grid in sorted({r["grid_points"] for r in result.get("steps", [])}):
+        rows = {r["formulation"]: r for r in result["steps"] if r["grid_points"] == grid}
         if len(rows) == 2:
             # CPU time: on a shared machine wall time also counts other processes' turns.
             result.setdefault("matched_only_speedup_cpu", {})[str(grid)] = (
                 rows["plain"]["step_cpu_s"] / rows["matched_only_upscale"]["step_cpu_s"])
-    _write(result)
-    print(f"wrote {RESULTS}")
+    _write(result, args.out)
+    print(f"wrote {args.out}")
 
 
-def _write(result: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+def _write(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Two gloo processes launched by torchrun train the same model as one process with the same global batch."""
+"""Two gloo processes launched by torchrun train the same model as one process with the same global batch (prompt
+mode, and everything mode, whose chunked backward takes gradients inside the DDP-wrapped forward)."""
 from __future__ import annotations
 
 import json
@@ -15,17 +16,24 @@ from fastsam.data.synthetic import generate_synthetic_dataset
 
 
 @pytest.mark.slow
-def test_two_process_ddp_equals_single_process(tmp_path):
+@pytest.mark.parametrize("mode", ["prompt", "everything"])
+def test_two_process_ddp_equals_single_process(tmp_path, mode):
     from fastsam.train.config import load_config
     from fastsam.train.trainer import train
+    from test_train_everything import _everything_layout
 
     root = generate_synthetic_dataset(tmp_path / "data", num_train=4, num_val=2, size=64, objects=(2, 3), seed=7)
+    train_dir, val_dir = (root / "train", root / "val") if mode == "prompt" else (
+        _everything_layout(root, "train"), _everything_layout(root, "val"))
+    images, masks = ("images", "masks") if mode == "prompt" else ("image", "mask")
     config = {
-        "output_dir": str(tmp_path / "runs"), "train_img_dir": str(root / "train/images"),
-        "train_mask_dir": str(root / "train/masks"), "val_img_dir": str(root / "val/images"),
-        "val_mask_dir": str(root / "val/masks"), "img_size": 64, "batch_size": 2, "num_epochs": 2,
+        "output_dir": str(tmp_path / "runs"), "train_img_dir": str(train_dir / images),
+        "train_mask_dir": str(train_dir / masks), "val_img_dir": str(val_dir / images),
+        "val_mask_dir": str(val_dir / masks), "img_size": 64, "batch_size": 2, "num_epochs": 2,
         "freeze": {"image_encoder": True, "prompt_encoder": True}, "learning_rate": 1e-3, "box_jitter": 0.1,
         "num_val_overlays": 0, "device": "cpu",
+        # 3 x 3 grid points decoded 4 at a time: three chunks per image
+        **({"dataset": {"mode": "everything", "grid_points": 3}, "prediction_batch_size": 4} if mode == "everything" else {}),
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))

@@ -122,6 +122,23 @@ def test_everything_mode_is_distilled_chunk_by_chunk(root, tmp_path):
     assert stats["distill_dense_mask_logits_kl"] > 0 and stats["distill_attention_kl"] > 0
 
 
+def test_two_teachers_are_logged_by_name_and_weighted(root, tmp_path):
+    raw = _raw(root, tmp_path)
+    block = {k: v for k, v in raw["distillation"].items() if k != "teacher"}
+    raw["distillation"] = {**block, "teachers": [{"model_type": "vit_t", "name": "a", "weight": 0.75},
+                                                 {"model_type": "vit_t", "name": "b", "weight": 0.25}]}
+    with_stack, plain, stack, items, stage = _loss_modules(config_from_dict(raw))
+    assert [(t.name, t.weight) for t in stack.teachers] == [("a", 0.75), ("b", 0.25)]
+    stats = _check_lambda_is_added(with_stack, plain, stack, items, stage)
+    # distill = sum over teachers of weight x (its weighted terms): rebuilt from the logged terms by hand.
+    cfg = stack.cfg
+    from fastsam.train.distillation.stack import TERM_WEIGHTS
+    hand = sum({"a": 0.75, "b": 0.25}[t] * getattr(getattr(cfg, TERM_WEIGHTS[term][0]), TERM_WEIGHTS[term][1])
+               * stats[f"distill_{t}/{term}"] for t in "ab" for term in TERM_WEIGHTS)
+    assert stats["distill"] == pytest.approx(hand, rel=1e-5)
+    assert stats["distill_a/attention_kl"] != stats["distill_b/attention_kl"]  # two different teachers
+
+
 @pytest.mark.slow
 def test_training_logs_every_term_and_resume_restores_dynamic_lambda(root, tmp_path):
     from fastsam.train.trainer import train
@@ -195,3 +212,17 @@ def test_example_configs_show_every_distillation_key(name):
     written = json.loads(path.read_text())["distillation"]
     assert set(written) == {f.name for f in dataclasses.fields(block)}  # every key written out
     assert all(set(written[m]) == {f.name for f in dataclasses.fields(getattr(block, m))} for m in MODULES)
+
+
+def test_extract_features_picks_one_of_several_teachers_by_name():
+    from fastsam.cli.extract_features import _block_teacher
+
+    block = config_from_dict({"distillation": {"enable": True, "teachers": [
+        {"model_type": "vit_b", "weight": 0.5}, {"model_type": "vit_l", "name": "large", "weight": 0.5}]}}).distillation
+    assert _block_teacher(block, "large").model_type == "vit_l" and _block_teacher(block, "vit_b").model_type == "vit_b"
+    with pytest.raises(ValueError, match="2 teachers .* pass --teacher with one of vit_b, large"):
+        _block_teacher(block, None)
+    with pytest.raises(ValueError, match="--teacher 'vit_h': no such teacher"):
+        _block_teacher(block, "vit_h")
+    single = config_from_dict({"distillation": {"enable": True, "teacher": {"model_type": "vit_l"}}}).distillation
+    assert _block_teacher(single, None).model_type == "vit_l"

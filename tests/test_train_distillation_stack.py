@@ -207,11 +207,10 @@ def test_every_term_is_zero_against_itself():
     sam = _tiny_sam(0)
     stack, _ = _stack(sam, _tiny_sam(0), dense_mask_logits={"enable": True})
     item = _item(0)
-    with torch.no_grad():
-        emb = _student_embedding(sam, item)
-        with stack.recording():
-            _decode(sam, emb, item)
-            terms = stack.image_terms(emb, item, torch.device("cpu"))
+    emb = _student_embedding(sam, item)
+    with stack.recording():
+        _decode(sam, emb, item)
+        terms = stack.image_terms(emb, item, torch.device("cpu"))
     assert set(terms) == set(stack.term_names) and len(terms) == 10
     for name, value in terms.items():
         if name == "dense_mask_logits_focal":  # focal against soft targets is not 0 at the targets
@@ -266,3 +265,74 @@ def test_captured_attention_is_the_map_the_decoder_used():
     assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5)
     rebuilt = final.out_proj(final._recombine_heads(attn @ final._separate_heads(final.v_proj(seen["v"]))))
     assert torch.allclose(rebuilt, seen["out"], atol=1e-5)
+
+
+def test_teachers_list_config_and_its_errors(tmp_path):
+    from fastsam.train.config import ConfigError, config_from_dict, required_paths
+
+    ckpt = tmp_path / "b.pth"
+    block = {"enable": True, "teachers": [{"model_type": "vit_b", "checkpoint": str(ckpt), "weight": 0.7},
+                                          {"model_type": "vit_t", "weight": 0.3, "name": "small"}]}
+    cfg = config_from_dict({"distillation": block})
+    assert [(t.model_type, t.weight, t.name) for t in cfg.distillation.teachers] == [("vit_b", 0.7, None),
+                                                                                      ("vit_t", 0.3, "small")]
+    assert required_paths(cfg)["distillation.teachers[0].checkpoint"] == str(ckpt)
+    # The single `teacher` block still works, as a one-element list.
+    from fastsam.train.distillation.config import teacher_configs
+    single = config_from_dict({"distillation": {"enable": True, "teacher": {"model_type": "vit_b", "weight": 2.0}}})
+    assert [(k, t.model_type, t.weight) for k, t in teacher_configs(single.distillation)] == [("teacher.", "vit_b", 2.0)]
+    bad = {
+        "'distillation.teachers[1].weight' must be >= 0": [{"model_type": "vit_b"}, {"model_type": "vit_t", "weight": -1}],
+        "two teachers are named 'vit_b'": [{"model_type": "vit_b"}, {"model_type": "vit_b", "weight": 0.5}],
+        "'distillation.teachers[0].model_type'": [{"model_type": "vit_q"}],
+    }
+    for message, teachers in bad.items():
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            config_from_dict({"distillation": {"enable": True, "teachers": teachers}})
+    with pytest.raises(ConfigError, match="'distillation.teacher' and 'distillation.teachers' are both set"):
+        config_from_dict({"distillation": {"enable": True, "teacher": {"model_type": "vit_b"},
+                                           "teachers": [{"model_type": "vit_l"}]}})
+
+
+def test_two_teachers_add_up_by_their_weights_and_stay_frozen():
+    from fastsam.train.distillation.stack import DistillationStack, WeightedTeacher
+    from fastsam.train.distillation.teacher import Teacher
+
+    student, big, small = _tiny_sam(0), _tiny_sam(1), _tiny_sam(2)
+    base = DistillationConfig()
+    cfg = DistillationConfig(enable=True, encoder_patch=dataclasses.replace(base.encoder_patch, w_l2=2.0, w_cos=0.5),
+                             prompt_embed=dataclasses.replace(base.prompt_embed, w_mse=3.0),
+                             rkd=dataclasses.replace(base.rkd, enable=False))
+    weights = {"big": 0.75, "small": 0.25}
+    teachers = [WeightedTeacher(name, weights[name], Teacher(sam, img_size=64, embeddings_dir=None, model_type="vit_t",
+                                                             attention=True))
+                for name, sam in (("big", big), ("small", small))]
+    stack = DistillationStack(cfg, student, teachers)
+    alone, _ = _stack(student, small, rkd={"enable": False})  # `small` as the only teacher (its own hooks)
+    frozen = {name: {k: v.clone() for k, v in t.teacher.sam.state_dict().items()}
+              for name, t in zip(weights, teachers)}
+    module_weight = {"encoder_patch_l2": 2.0, "encoder_patch_cos": 0.5, "prompt_embed_mse": 3.0, "prompt_embed_cos": 1.0,
+                     "decoder_mask_token_kl": 1.0, "attention_kl": 1.0}
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    item = _item(0)
+    for _ in range(2):
+        with stack.recording():
+            emb = _student_embedding(student, item)
+            _decode(student, emb, item)
+            terms = stack.image_terms(emb, item, torch.device("cpu"))
+        # Every enabled term once per teacher, by <teacher>/<term>; RKD (disabled) nowhere.
+        assert set(terms) == {f"{t}/{name}" for t in weights for name in module_weight}
+        hand = sum(weights[t] * module_weight[name] * terms[f"{t}/{name}"].item() for t in weights for name in module_weight)
+        total = stack.weighted(terms)
+        assert total.item() == pytest.approx(hand, rel=1e-6)
+        with alone.recording():
+            _decode(student, emb, item)
+            own = alone.image_terms(emb, item, torch.device("cpu"))
+        assert {k: v.item() for k, v in own.items()} == pytest.approx(
+            {name: terms[f"small/{name}"].item() for name in module_weight}, rel=1e-5)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    for name, t in zip(weights, teachers):
+        assert all(torch.equal(frozen[name][k], v) for k, v in t.teacher.sam.state_dict().items()), name
+        assert not any(p.requires_grad for p in t.teacher.sam.parameters())

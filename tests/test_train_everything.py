@@ -1,5 +1,5 @@
-"""Segment-everything training: matching, matched-only losses, the grid, the dataset layout, config keys,
-and a short run that must raise Hungarian mIoU and recall over its start."""
+"""Segment-everything training: matching, matched-only losses, the chunked backward (same loss and gradients as
+one graph, with and without distillation), the grid, the dataset layout, config keys, and a short run that must raise Hungarian mIoU and recall over its start."""
 from __future__ import annotations
 
 import itertools
@@ -13,6 +13,14 @@ import torch
 from fastsam.train.config import ConfigError, LossWeights, config_from_dict
 from fastsam.train.matching import hungarian, mask_iou_matrix, match
 from fastsam.train.tasks.everything import EverythingTask, everything_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One thread: on the shared 2-core CI machine the tiny models run several times faster than with two."""
+    before, _ = torch.get_num_threads(), torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _brute_force_best(iou: np.ndarray) -> float:
@@ -49,14 +57,14 @@ def test_mask_iou_matrix_counts_pixels():
     assert torch.allclose(mask_iou_matrix(pred, gt), torch.tensor([[4 / 12], [0.0]]))
 
 
-def _scene_losses(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor):
+def _scene_losses(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor, cls_balance: str = "mean"):
     """Matching + loss as the everything task composes them, on given candidates."""
     iou = mask_iou_matrix(logits > 0, gt)
     cand, obj = match(iou, 0.5)
     foreground = torch.zeros(len(logits), dtype=torch.bool)
     foreground[cand] = True
     return everything_loss(logits[cand], gt[obj], iou_pred[cand], iou[cand, obj], iou_pred, foreground,
-                           LossWeights(bce=1.0))
+                           LossWeights(bce=1.0), cls_balance=cls_balance)
 
 
 def test_mask_and_iou_losses_average_over_matched_candidates_only():
@@ -78,6 +86,10 @@ def test_mask_and_iou_losses_average_over_matched_candidates_only():
     # By hand: the cls term is the mean BCE of the predicted IoUs against fg/bg labels.
     expected = -(np.log(0.8) + np.log(0.6) + 5 * np.log(0.7)) / 7
     assert more["cls"].item() == pytest.approx(expected, rel=1e-6)
+    # cls_balance "fg_bg": the mean over the 2 foreground candidates plus the mean over the 5 background ones.
+    _, balanced = _scene_losses(torch.cat([good, unmatched]), torch.cat([iou_pred, torch.full((5,), 0.3)]), gt, "fg_bg")
+    assert balanced["cls"].item() == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2 - np.log(0.7), rel=1e-6)
+    assert balanced["dice"].item() == more["dice"].item()
 
 
 def test_no_match_gives_zero_mask_losses():
@@ -88,40 +100,124 @@ def test_no_match_gives_zero_mask_losses():
 
 
 def _tiny_cfg(**extra):
+    # Threshold -1e4: every candidate mask is the full frame, so every object pairs with IoU = its area, and
+    # matching is the same however the grid is chunked; 3 x 3 grid points decoded 4 at a time (3 chunks).
     data = dict(img_size=64, dataset={"mode": "everything", "grid_points": 3}, prediction_batch_size=4,
                 match_iou=0.05, mask_threshold=-1e4, seed=0)
     data.update(extra)
     return config_from_dict(data)
 
 
-def test_matched_only_upscaling_gives_the_plain_loss_and_gradients():
+def _scene():
     from fastsam.build_sam import build_sam_vit_t
     from fastsam.data.everything import grid_prompts
 
     torch.manual_seed(0)
     sam = build_sam_vit_t(checkpoint=None, image_size=64)
-    # Threshold -1e4: every candidate mask is the full frame, so every object pairs with IoU = its area.
-    cfg = _tiny_cfg()
     gt = torch.zeros(2, 16, 16)
     gt[0, :8, :8] = 1
     gt[1, 8:, 4:] = 1
     item = {"gt_lowres": gt, "grid": grid_prompts(3, (64, 48), 64)}
-    embedding = torch.randn(256, 4, 4)
-    results = []
-    for fast in (True, False):
-        sam.zero_grad()
-        total, terms = EverythingTask(cfg, matched_only_upscale=fast).image_loss(sam, embedding, item, cfg.loss_weights,
-                                                                                 torch.device("cpu"))
-        total.backward()
-        grads = {n: p.grad.clone() for n, p in sam.mask_decoder.named_parameters() if p.grad is not None}
-        results.append((total.item(), {k: v.item() for k, v in terms.items()}, grads))
-    (fast_total, fast_terms, fast_grads), (plain_total, plain_terms, plain_grads) = results
-    assert fast_terms["matched"] == 2
-    assert fast_total == pytest.approx(plain_total, rel=1e-5)
-    assert fast_terms == pytest.approx(plain_terms, rel=1e-5)
-    assert fast_grads.keys() == plain_grads.keys()
-    for name, grad in fast_grads.items():
-        assert torch.allclose(grad, plain_grads[name], rtol=1e-4, atol=1e-6), name
+    # A leaf standing for the encoder's output: its gradient is what the encoder's backward would receive.
+    embedding = torch.randn(256, 4, 4, requires_grad=True)
+    return sam, item, embedding
+
+
+def _one_graph_loss(sam, embedding, item, cfg):
+    """The reference: every grid point decoded at once with gradients, matched, scored by everything_loss."""
+    coords = item["grid"][:, None, :]
+    sparse, dense = sam.prompt_encoder(points=(coords, torch.ones(len(coords), 1, dtype=torch.int64)), boxes=None,
+                                       masks=None)
+    logits, iou_pred = sam.mask_decoder.predict_masks(embedding[None], sam.prompt_encoder.get_dense_pe(), sparse, dense)
+    logits, iou_pred = logits[:, 1:].flatten(0, 1), iou_pred[:, 1:].flatten()
+    gt = item["gt_lowres"]
+    iou = mask_iou_matrix(logits.detach() > cfg.mask_threshold, gt)
+    cand, obj = match(iou, cfg.match_iou)
+    foreground = torch.zeros(len(iou_pred), dtype=torch.bool)
+    foreground[cand] = True
+    return everything_loss(logits[cand], gt[obj], iou_pred[cand], iou[cand, obj], iou_pred, foreground,
+                           cfg.loss_weights, cls_balance=cfg.cls_balance)
+
+
+def _gradients(sam, embedding):
+    grads = {n: p.grad.clone() for n, p in sam.named_parameters() if p.grad is not None}
+    grads["<embedding>"] = embedding.grad.clone()
+    return grads
+
+
+def _assert_same_gradients(got: dict, want: dict):
+    assert got.keys() == want.keys()
+    for name, grad in want.items():
+        assert torch.allclose(got[name], grad, rtol=1e-4, atol=1e-6), (name, (got[name] - grad).abs().max().item())
+
+
+@pytest.mark.parametrize("matched_only, cls_balance", [(True, "mean"), (False, "mean"), (True, "fg_bg")])
+def test_chunked_backward_gives_the_one_graph_loss_and_gradients(matched_only, cls_balance):
+    sam, item, embedding = _scene()
+    cfg = _tiny_cfg(cls_balance=cls_balance)
+    want_total, want_terms = _one_graph_loss(sam, embedding, item, cfg)
+    want_total.backward()
+    want = _gradients(sam, embedding)
+    sam.zero_grad()
+    embedding.grad = None
+
+    task = EverythingTask(cfg, matched_only_upscale=matched_only)
+    total, terms = task.image_loss(sam, embedding, item, cfg.loss_weights, torch.device("cpu"))
+    total.backward()
+    assert terms["matched"].item() == 2
+    assert total.item() == pytest.approx(want_total.item(), rel=1e-5)
+    assert {k: v.item() for k, v in terms.items()} == pytest.approx({k: v.item() for k, v in want_terms.items()},
+                                                                    rel=1e-5)
+    # Decoder and prompt-encoder parameters, and the embedding (the encoder's backward), all match.
+    assert {"<embedding>", "mask_decoder.iou_prediction_head.layers.0.weight",
+            "prompt_encoder.point_embeddings.1.weight"} <= set(want)
+    _assert_same_gradients(_gradients(sam, embedding), want)
+
+
+def test_chunked_distillation_gives_the_gradients_of_all_chunk_graphs_kept():
+    """Each chunk's decoder terms are differentiated with that chunk: the result equals keeping every chunk's
+    graph and differentiating the task loss plus lambda x the stack's mean over the passes."""
+    import dataclasses
+
+    from fastsam.build_sam import build_sam_vit_t
+    from fastsam.train.distillation.config import DistillationConfig
+    from fastsam.train.distillation.stack import DistillationStack
+    from fastsam.train.distillation.teacher import Teacher
+
+    sam, item, embedding = _scene()
+    torch.manual_seed(1)
+    teacher = Teacher(build_sam_vit_t(checkpoint=None, image_size=64), img_size=64, embeddings_dir=None,
+                      model_type="vit_t", attention=True)
+    base = DistillationConfig()
+    stack_cfg = DistillationConfig(enable=True, encoder_patch=dataclasses.replace(base.encoder_patch, enable=False),
+                                   rkd=dataclasses.replace(base.rkd, enable=False),
+                                   dense_mask_logits=dataclasses.replace(base.dense_mask_logits, enable=True))
+    stack = DistillationStack(stack_cfg, sam, teacher)
+    item = {**item, "image": torch.rand(3, 64, 64) * 255, "image_path": "x.png", "digest": "x"}
+    cfg, lam, cpu = _tiny_cfg(), 0.5, torch.device("cpu")
+    task = EverythingTask(cfg)
+
+    # Reference: the chunks decoded with every graph kept, then one backward.
+    with stack.recording():
+        for sparse, dense in task._prompt_chunks(sam, item["grid"], cpu):
+            sam.mask_decoder.predict_tokens(embedding[None], sam.prompt_encoder.get_dense_pe(), sparse, dense)
+        distill = stack.weighted(stack.image_terms(embedding, item, cpu))
+    task_total, _ = _one_graph_loss(sam, embedding, item, cfg)
+    (task_total + lam * distill).backward()
+    want = _gradients(sam, embedding)
+    sam.zero_grad()
+    embedding.grad = None
+
+    with stack.recording():
+        image = stack.image(item, cpu)
+        total, _ = task.image_loss(sam, embedding, item, cfg.loss_weights, cpu,
+                                   lambda passes: lam * stack.weighted(image.pass_terms(passes)))
+        logged = image.logged({})
+    total.backward()
+    assert image.passes == 3  # the matching pass (no grad) is not distilled
+    assert total.item() == pytest.approx(task_total.item() + lam * distill.item(), rel=1e-5)
+    assert stack.weighted(logged).item() == pytest.approx(distill.item(), rel=1e-5)
+    _assert_same_gradients(_gradients(sam, embedding), want)
 
 
 def test_grid_is_mapped_like_the_mask_generator():

@@ -10,13 +10,14 @@ import click
 from .params import version_option
 
 
-def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict:
+def extract_features(cfg, image_dir: str | Path, output_dir: str | Path, teacher: str | None = None) -> dict:
     """Save teacher block ``cfg.distill_feature_level`` features (``<stem>.pt``) and the final image embedding
     (``<stem>.embedding.pt``) of every image in `image_dir`.
 
     Arguments:
-      cfg: TrainConfig (distillation.teacher when the block is on, else teacher_model_type and
-        teacher_checkpoint; distill_feature_level, img_size).
+      cfg: TrainConfig (distillation.teacher or one of distillation.teachers when the block is on, else
+        teacher_model_type and teacher_checkpoint; distill_feature_level, img_size).
+      teacher: the name of the distillation.teachers entry to run (needed when there are several).
     Returns:
       The manifest written to `output_dir`/manifest.json.
     """
@@ -38,7 +39,7 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
     if not images:
         raise ValueError(f"--image-dir {image_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     # The distillation block names its own teacher; the flat teacher_* keys serve use_distill runs.
-    block = cfg.distillation.teacher if cfg.distillation.enable else None
+    block = _block_teacher(cfg.distillation, teacher) if cfg.distillation.enable else None
     model_type = block.model_type if block else cfg.teacher_model_type
     checkpoint = block.checkpoint if block else cfg.teacher_checkpoint
     if checkpoint is None:
@@ -70,6 +71,22 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
     return manifest
 
 
+def _block_teacher(block, name: str | None):
+    """The distillation block's teacher to extract: the only one, or the one named `name`."""
+    from ..train.distillation.config import teacher_configs, teacher_name
+
+    teachers = {teacher_name(t): t for _, t in teacher_configs(block)}
+    if name is None:
+        if len(teachers) > 1:
+            raise ValueError(f"the config lists {len(teachers)} teachers (distillation.teachers): pass --teacher with "
+                             f"one of {', '.join(teachers)}, one extraction folder per teacher")
+        return next(iter(teachers.values()))
+    if name not in teachers:
+        raise ValueError(f"--teacher {name!r}: no such teacher in distillation.teachers; expected one of "
+                         f"{', '.join(teachers)}")
+    return teachers[name]
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="The training config (distillation.teacher or teacher_model_type/teacher_checkpoint, "
@@ -79,9 +96,11 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path) -> dict
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Where the per-image features, embeddings and manifest.json go (train_img_dir_teacher_features "
                    "or distillation.teacher.embeddings_dir).")
+@click.option("--teacher", default=None, metavar="NAME",
+              help="Which of distillation.teachers to run (its name, default its model_type); needed when there are several.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (as in sam-train).")
 @version_option
-def main(config_path: str, image_dir: str, output_dir: str, overrides: tuple[str, ...]) -> None:
+def main(config_path: str, image_dir: str, output_dir: str, teacher: str | None, overrides: tuple[str, ...]) -> None:
     """Extract teacher features for distillation."""
     from ..train.config import ConfigError, check_paths, load_config
 
@@ -89,7 +108,7 @@ def main(config_path: str, image_dir: str, output_dir: str, overrides: tuple[str
     try:
         cfg = load_config(config_path, list(overrides))
         check_paths(cfg, for_extraction=True, options={"--image-dir": image_dir})
-        manifest = extract_features(cfg, image_dir, output_dir)
+        manifest = extract_features(cfg, image_dir, output_dir, teacher)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"saved {manifest['teacher_model_type']} block {manifest['feature_level']} features "

@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional, Union
 
 from ..data.coco_root import check_coco_root, coco_root_paths
 from ..model_types import MODEL_TYPES, image_size_problem
-from .distillation.config import DistillationConfig, range_errors
+from .distillation.config import DistillationConfig, range_errors, teacher_configs
 
 # The flat feature-distillation keys take the SAM ViTs as teachers (every type but the student's vit_t).
 TEACHER_TYPES = tuple(t for t in MODEL_TYPES if t != "vit_t")
@@ -138,6 +138,9 @@ class TrainConfig:
     prediction_batch_size: int = 64
     # everything mode: a candidate matched (Hungarian) to an object with at least this IoU is foreground
     match_iou: float = 0.5
+    # everything mode, the cls term: "mean" = BCE averaged over all candidates; "fg_bg" = mean over the matched
+    # (foreground) candidates + mean over the others, so the few matches weigh as much as ~all the background
+    cls_balance: Literal["mean", "fg_bg"] = "mean"
     visual: VisualConfig = field(default_factory=VisualConfig)
     augment: bool = False  # random horizontal flip (disables the embedding cache)
     # model
@@ -338,9 +341,10 @@ def _check_distillation(cfg: TrainConfig) -> None:
         raise ConfigError("config keys 'use_distill' and 'distillation.enable' are both true; use one: 'use_distill' is "
                           "the single feature term mixed as (1 - lambda) * task + lambda * distill, the 'distillation' "
                           "block adds task + lambda * distill")
-    if block.enable and block.teacher.embeddings_dir is not None and cfg.augment:
-        raise ConfigError("config key 'distillation.teacher.embeddings_dir' holds embeddings of the unflipped images: "
-                          "set augment=false, or drop embeddings_dir so the teacher sees the flipped image")
+    for key, teacher in teacher_configs(block):
+        if block.enable and teacher.embeddings_dir is not None and cfg.augment:
+            raise ConfigError(f"config key 'distillation.{key}embeddings_dir' holds embeddings of the unflipped images: "
+                              "set augment=false, or drop embeddings_dir so the teacher sees the flipped image")
     for name, value in dataclasses.asdict(cfg.loss_weights).items():
         if value < 0:
             raise ConfigError(f"config key 'loss_weights.{name}' must be >= 0, got {value}")
@@ -539,10 +543,11 @@ def required_paths(cfg: TrainConfig, for_extraction: bool = False) -> dict[str, 
         keys = ["teacher_checkpoint"]
     paths = {k: getattr(cfg, k) for k in keys if getattr(cfg, k) is not None}
     if block.enable:
-        teacher = {"distillation.teacher.checkpoint": block.teacher.checkpoint}
-        if not for_extraction:
-            teacher["distillation.teacher.embeddings_dir"] = block.teacher.embeddings_dir
-        paths.update({k: v for k, v in teacher.items() if v is not None})
+        for key, teacher in teacher_configs(block):
+            found = {f"distillation.{key}checkpoint": teacher.checkpoint}
+            if not for_extraction:
+                found[f"distillation.{key}embeddings_dir"] = teacher.embeddings_dir
+            paths.update({k: v for k, v in found.items() if v is not None})
     return paths
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .distill import DistillProjection
-from .distillation.stack import DistillationStack
+from .distillation.stack import DistillationStack, ImageDistillation
 from .embedding_cache import EmbeddingCache, embed_images
 from .feature_distill import Distiller
 from .schedule import ActiveStage
@@ -51,13 +51,15 @@ class SegmentationLoss(nn.Module):
         stack = self.stack if stage.distillation else None
         with nullcontext() if stack is None else stack.recording():
             for item, emb in zip(items, embeddings):
-                total, terms = self.task.image_loss(self.sam, emb, item, stage.loss_weights, device)
-                if stack is not None:
-                    distill_terms = stack.image_terms(emb, item, device)
-                    distill = stack.weighted(distill_terms)
-                    total = total + stage.lambda_coef * distill
-                    stats["distill"] += distill.item() / len(items)
-                    for name, value in distill_terms.items():
+                image = None if stack is None else stack.image(item, device)
+                on_pass = None if image is None else _pass_loss(stack, image, stage.lambda_coef)
+                total, terms = self.task.image_loss(self.sam, emb, item, stage.loss_weights, device, on_pass)
+                if image is not None:
+                    encoder = image.encoder_terms(emb)
+                    total = total + stage.lambda_coef * stack.weighted(encoder)
+                    logged = image.logged(encoder)
+                    stats["distill"] += stack.weighted(logged).item() / len(items)
+                    for name, value in logged.items():
                         stats[f"distill_{name}"] += value.item() / len(items)
                 totals.append(total)
                 for key in self.task.loss_terms:
@@ -68,3 +70,8 @@ class SegmentationLoss(nn.Module):
             stats["distill"] = distill.item()
             loss = (1 - stage.lambda_coef) * loss + stage.lambda_coef * self.cfg.distill_loss_weight * distill
         return loss, stats
+
+
+def _pass_loss(stack: DistillationStack, image: ImageDistillation, lambda_coef: float):
+    """The task's per-decoder-pass hook: lambda x the weighted decoder terms of that pass."""
+    return lambda passes: lambda_coef * stack.weighted(image.pass_terms(passes))

@@ -64,10 +64,13 @@ class DecoderCapture:
     Arguments:
       attention: also keep the token-to-image attention maps of every transformer layer (costs a
         recomputation of each map, so only when the attention term is on).
+      grad_only: record only passes made with gradients enabled (the student: a pass under no_grad, such as
+        everything mode's matching pass, trains nothing); the teacher records its no-grad passes.
     """
 
-    def __init__(self, sam: nn.Module, *, attention: bool):
+    def __init__(self, sam: nn.Module, *, attention: bool, grad_only: bool = False):
         self.calls: list[DecoderCall] = []
+        self.grad_only = grad_only
         self._recording = False
         self._pending: DecoderCall | None = None
         transformer = sam.mask_decoder.transformer
@@ -101,14 +104,17 @@ class DecoderCapture:
             handle.remove()
         self._handles = []
 
+    def _active(self) -> bool:
+        return self._recording and (torch.is_grad_enabled() or not self.grad_only)
+
     def _on_prompts(self, module, args, kwargs):
-        if self._recording:
+        if self._active():
             self._pending = DecoderCall(points=_argument("points", 0, args, kwargs),
                                         boxes=_argument("boxes", 1, args, kwargs),
                                         masks=_argument("masks", 2, args, kwargs))
 
     def _on_transformer_start(self, module, args, kwargs):
-        if not self._recording:
+        if not self._active():
             return
         if self._pending is None:
             raise RuntimeError("distillation: the mask decoder ran without a prompt-encoder pass before it; "
@@ -118,10 +124,10 @@ class DecoderCapture:
         self._pending = None
 
     def _on_transformer_end(self, module, args, output):
-        if self._recording:
+        if self._active():
             self.calls[-1].tokens, self.calls[-1].image_tokens = output
 
     def _on_attention(self, module, args, kwargs, output):
-        if self._recording:
+        if self._active():
             q, k = _argument("q", 0, args, kwargs), _argument("k", 1, args, kwargs)
             self.calls[-1].attention.append(token_to_image_attention(module, q, k))

@@ -3,7 +3,10 @@
 Loaded by train/config.py's generic loader (unknown keys and wrong types are refused there); the ranges
 are checked here by `check_distillation`, with messages naming the full key.
 
-    total loss = task + lambda_coef * teacher.weight * sum over enabled modules of (sum of w_* x term)
+    total loss = task + lambda_coef * sum over teachers t of weight_t * sum over enabled modules of
+                 (sum of w_* x term(t))
+
+The teachers are `teachers` (a list) or, when that is empty, the single `teacher`.
 
 A disabled module contributes exactly 0 and is not computed (its hooks are not even installed).
 """
@@ -25,6 +28,8 @@ class TeacherConfig:
     # runs only its prompt encoder + decoder per step; None = run the teacher's image encoder online
     embeddings_dir: Optional[str] = None
     weight: float = 1.0
+    # the teacher's name in the logged term names (<name>/<term>) when there are several; default model_type
+    name: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ class DistillationConfig:
     enable: bool = False
     lambda_coef: float = 1.0
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # several teachers, each with its own weight (replaces `teacher` when not empty)
+    teachers: list[TeacherConfig] = field(default_factory=list)
     encoder_patch: EncoderPatchConfig = field(default_factory=EncoderPatchConfig)
     prompt_embed: PromptEmbedConfig = field(default_factory=PromptEmbedConfig)
     decoder_mask_token: DecoderMaskTokenConfig = field(default_factory=DecoderMaskTokenConfig)
@@ -118,6 +125,17 @@ def enabled_modules(cfg: DistillationConfig) -> tuple[str, ...]:
     return tuple(name for name in MODULES if getattr(cfg, name).enable)
 
 
+def teacher_configs(cfg: DistillationConfig) -> list[tuple[str, TeacherConfig]]:
+    """(key prefix, teacher) of every teacher: `teachers[i].` entries, or the single `teacher.`."""
+    if cfg.teachers:
+        return [(f"teachers[{i}].", t) for i, t in enumerate(cfg.teachers)]
+    return [("teacher.", cfg.teacher)]
+
+
+def teacher_name(teacher: TeacherConfig) -> str:
+    return teacher.name or teacher.model_type
+
+
 def range_errors(cfg: DistillationConfig, model_types: tuple[str, ...], prefix: str = "distillation.") -> list[str]:
     """Every out-of-range value of the block, as messages naming the full key (empty when valid)."""
     errors = []
@@ -127,10 +145,18 @@ def range_errors(cfg: DistillationConfig, model_types: tuple[str, ...], prefix: 
             errors.append(f"config key '{prefix}{key}' must be {what}, got {value}")
 
     need("lambda_coef", cfg.lambda_coef, cfg.lambda_coef >= 0, ">= 0")
-    if cfg.teacher.model_type not in model_types:
-        errors.append(f"config key '{prefix}teacher.model_type': expected one of {model_types}, "
-                      f"got {cfg.teacher.model_type!r}")
-    need("teacher.weight", cfg.teacher.weight, cfg.teacher.weight >= 0, ">= 0")
+    if cfg.teachers and cfg.teacher != TeacherConfig():
+        errors.append(f"config keys '{prefix}teacher' and '{prefix}teachers' are both set; use one (a one-element "
+                      "'teachers' list is the same as 'teacher')")
+    for key, teacher in teacher_configs(cfg):
+        if teacher.model_type not in model_types:
+            errors.append(f"config key '{prefix}{key}model_type': expected one of {model_types}, "
+                          f"got {teacher.model_type!r}")
+        need(f"{key}weight", teacher.weight, teacher.weight >= 0, ">= 0")
+    names = [teacher_name(t) for _, t in teacher_configs(cfg)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"config key '{prefix}teachers': two teachers are named {name!r} (their model_type when "
+                      "'name' is not set); give each a distinct 'name'")
     for name in MODULES:
         block = getattr(cfg, name)
         for f in dataclasses.fields(block):

@@ -6,7 +6,7 @@ one image is decoded and scored for the loss, how validation scores one image, a
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
@@ -15,6 +15,11 @@ from torch.utils.data import Dataset
 from ...data.records import SampleRecord
 from ..config import LossWeights
 from ..run_outputs import RunOutputs
+
+# Called by a task after each decoder pass it makes with gradients, with the number of such passes of the
+# image; returns that pass's extra loss (the distillation stack's decoder terms, already weighted), which the
+# task adds to that pass's share of its loss.
+PassLoss = Callable[[int], torch.Tensor]
 
 
 class Task(Protocol):
@@ -30,8 +35,10 @@ class Task(Protocol):
         """(train, val) datasets; both have `set_epoch`, `digests()` and a `load_images` flag (embedding cache)."""
 
     def image_loss(self, sam: nn.Module, embedding: torch.Tensor, item: dict, weights: LossWeights,
-                   device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(scalar loss of one image, {term: scalar} for every name in loss_terms)."""
+                   device: torch.device, on_pass: PassLoss | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(scalar loss of one image including what on_pass returned, {term: scalar} for every name in
+        loss_terms). The loop calls backward on the batch mean; a task may take gradients itself beforehand
+        (everything mode, chunk by chunk) as long as that backward then delivers the same gradients."""
 
     def validate_image(self, sam: nn.Module, embedding: torch.Tensor, item: dict, device: torch.device,
                        preview: bool) -> tuple[torch.Tensor, dict | None]:

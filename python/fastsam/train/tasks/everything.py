@@ -10,9 +10,11 @@ Per image:
 3. Loss: matched candidates get w_bce*BCE + w_focal*Focal + w_dice*Dice against their object and the IoU head
    w_iou*MSE against the real IoU, all averaged over matched candidates only; every candidate gets
    w_cls*BCE of its predicted IoU (as confidence) against its fg/bg label.
-Only matched candidates are upscaled with gradients: the transformer and IoU head run once with gradients
-for every point, the mask upscaling for matching runs without, and the few matched masks are upscaled again
-with gradients (`matched_only_upscale`; the benchmark measures what it saves).
+Memory is bounded by prediction_batch_size whatever the grid: matching runs on a no-grad pass over all
+chunks, then each chunk is decoded again with gradients and its share of the loss (normalised by the image's
+totals from matching) is differentiated at once (train/chunked_gradient.py), so one chunk's graph is alive at
+a time. Only matched candidates are upscaled with gradients (`matched_only_upscale`; the IoU head does not
+need the upscaled masks; the benchmark measures what it saves).
 
 Validation: Hungarian pairing of all candidates with the objects at low resolution, then per-object IoU and
 Dice of the paired masks at the original image size, averaged per image; an object left unpaired scores 0.
@@ -28,10 +30,12 @@ from ...data.everything import EverythingDataset
 from ...data.records import SampleRecord
 from ...image_io import read_rgb, write_png
 from ...visualize import overlay_masks_on_image, side_by_side
+from ..chunked_gradient import ChunkedGradient
 from ..config import LossWeights, TrainConfig
 from ..losses import bce_loss, dice_loss, sigmoid_focal_loss
 from ..matching import hungarian, mask_iou_matrix, match
 from ..run_outputs import RunOutputs
+from .base import PassLoss
 
 # Keeps log() finite when the IoU head's prediction is used as a probability.
 _EPS = 1e-6
@@ -39,27 +43,39 @@ _EPS = 1e-6
 
 def everything_loss(matched_logits: torch.Tensor, matched_targets: torch.Tensor, matched_iou_pred: torch.Tensor,
                     matched_iou_true: torch.Tensor, iou_pred: torch.Tensor, foreground: torch.Tensor,
-                    weights: LossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss of one image's candidates after matching.
+                    weights: LossWeights, num_matched: int | None = None, num_candidates: int | None = None,
+                    cls_balance: str = "mean") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one image's candidates after matching, or a chunk's share of it.
 
     Arguments:
       matched_logits: (K, H, W) low-res logits of the K matched candidates; matched_targets: (K, H, W) {0, 1}.
       matched_iou_pred, matched_iou_true: (K,) predicted and real IoU of those candidates.
       iou_pred: (P,) predicted IoU of every candidate; foreground: (P,) bool, True for the matched ones.
+      num_matched, num_candidates: the image's totals when these candidates are one chunk of the image
+        (default K and P): the chunk's shares then add up over the chunks to the image's loss.
+      cls_balance: "mean": cls is the BCE's mean over all candidates; "fg_bg": its mean over the foreground
+        plus its mean over the background candidates.
     Returns:
-      (total, terms): the mask and IoU terms are means over the K matched candidates (0 when K = 0), so
-      unmatched candidates change only "cls", the mean over all P candidates.
+      (total, terms): the mask and IoU terms are means over the image's matched candidates (0 when there
+      are none), so unmatched candidates change only "cls", the mean over all its candidates.
     """
+    matched = len(matched_logits) if num_matched is None else num_matched
+    candidates = len(iou_pred) if num_candidates is None else num_candidates
     if len(matched_logits):
-        focal = sigmoid_focal_loss(matched_logits, matched_targets).mean()
-        dice = dice_loss(matched_logits, matched_targets).mean()
-        bce = bce_loss(matched_logits, matched_targets).mean()
-        iou_mse = F.mse_loss(matched_iou_pred, matched_iou_true)
+        focal = sigmoid_focal_loss(matched_logits, matched_targets).sum() / matched
+        dice = dice_loss(matched_logits, matched_targets).sum() / matched
+        bce = bce_loss(matched_logits, matched_targets).sum() / matched
+        iou_mse = F.mse_loss(matched_iou_pred, matched_iou_true, reduction="sum") / matched
     else:
         focal = dice = bce = iou_mse = iou_pred.sum() * 0.0
     # Clamped so the prediction reads as a probability; the IoU term pulls matched ones back into range.
     confidence = iou_pred.clamp(_EPS, 1 - _EPS)
-    cls = F.binary_cross_entropy(confidence, foreground.float())
+    per_candidate = F.binary_cross_entropy(confidence, foreground.float(), reduction="none")
+    if cls_balance == "fg_bg":
+        cls = (per_candidate[foreground].sum() / max(matched, 1)
+               + per_candidate[~foreground].sum() / max(candidates - matched, 1))
+    else:
+        cls = per_candidate.sum() / candidates
     total = (weights.focal * focal + weights.dice * dice + weights.bce * bce + weights.iou * iou_mse
              + weights.cls * cls)
     return total, {"focal": focal, "dice": dice, "bce": bce, "iou_mse": iou_mse, "cls": cls,
@@ -92,55 +108,64 @@ class EverythingTask:
             yield sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
 
     def image_loss(self, sam: nn.Module, embedding: torch.Tensor, item: dict, weights: LossWeights,
-                   device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        decoder, pe = sam.mask_decoder, sam.prompt_encoder.get_dense_pe()
+                   device: torch.device, on_pass: PassLoss | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Matching on a no-grad pass over every chunk, then one gradient pass per chunk (ChunkedGradient):
+        memory is bounded by prediction_batch_size whatever the grid."""
         gt = item["gt_lowres"].to(device)
-        features, hypers, ious, logits_all, iou_rows = [], [], [], [], []
+        cand, obj, iou = self._match(sam, embedding, item["grid"], gt, device)
+        candidates = len(iou)
+        per_point = candidates // len(item["grid"])
+        target = torch.full((candidates,), -1, dtype=torch.int64, device=device)  # matched object or -1
+        true_iou = torch.zeros(candidates, device=device)
+        target[cand.to(device)] = obj.to(device)
+        true_iou[cand.to(device)] = iou[cand, obj].to(device)
+        grad = ChunkedGradient(embedding, list(sam.parameters()))
+        chunks = -(-len(item["grid"]) // self.cfg.prediction_batch_size)
+        sums = dict.fromkeys(self.loss_terms, 0.0)
+        start = 0
         for sparse, dense in self._prompt_chunks(sam, item["grid"], device):
-            if self.matched_only_upscale:
-                src, hyper, iou_pred = decoder.predict_tokens(embedding[None], pe, sparse, dense)
-                hyper = hyper[:, self.tokens]
-                with torch.no_grad():
-                    logits = decoder.upscale_masks(src, hyper)
-                features.append(src)
-                hypers.append(hyper)
-            else:
-                logits, iou_pred = decoder.predict_masks(embedding[None], pe, sparse, dense)
-                logits = logits[:, self.tokens]
-                logits_all.append(logits)
-            ious.append(iou_pred[:, self.tokens].float())
-            iou_rows.append(mask_iou_matrix(logits.detach().flatten(0, 1) > self.cfg.mask_threshold, gt))
-        iou = torch.cat(iou_rows)  # (candidates, objects), candidate = point * M + token
-        cand, obj = match(iou, self.cfg.match_iou)
-        cand, obj = cand.to(device), obj.to(device)
-        per_point = ious[0].shape[1]
-        if self.matched_only_upscale:
-            matched = self._upscale_matched(decoder, features, hypers, cand, per_point)
-        else:
-            matched = torch.cat(logits_all).flatten(0, 1)[cand]
-        iou_pred = torch.cat(ious).flatten()
-        foreground = torch.zeros_like(iou_pred, dtype=torch.bool)
-        foreground[cand] = True
-        return everything_loss(matched.float(), gt[obj], iou_pred[cand], iou[cand, obj].to(device), iou_pred,
-                               foreground, weights)
+            rows = slice(start * per_point, (start + len(sparse)) * per_point)
+            share, terms = self._chunk_loss(sam.mask_decoder, grad.leaf, sam.prompt_encoder.get_dense_pe(), sparse,
+                                            dense, gt, target[rows], true_iou[rows], weights, len(cand), candidates)
+            if on_pass is not None:
+                share = share + on_pass(chunks)
+            grad.add(share)
+            for key, value in terms.items():
+                sums[key] += value.item()
+            start += len(sparse)
+        sums["matched"] = float(len(cand))
+        return grad.loss(), {key: torch.tensor(value) for key, value in sums.items()}
 
-    @staticmethod
-    def _upscale_matched(decoder: nn.Module, features: list[torch.Tensor], hypers: list[torch.Tensor],
-                         cand: torch.Tensor, per_point: int) -> torch.Tensor:
-        """Low-res logits (K, H, W), with gradients, of the matched candidates only (in `cand` order)."""
-        point, token = cand // per_point, cand % per_point
-        out, start = [None] * len(cand), 0
-        for src, hyper in zip(features, hypers):
-            inside = ((point >= start) & (point < start + len(src))).nonzero().flatten()
-            if len(inside):
-                rows = point[inside] - start
-                masks = decoder.upscale_masks(src[rows], hyper[rows, token[inside]][:, None])[:, 0]
-                for k, i in enumerate(inside.tolist()):
-                    out[i] = masks[k]
-            start += len(src)
-        if not out:
-            return features[0].new_zeros((0, 4 * features[0].shape[-2], 4 * features[0].shape[-1]))
-        return torch.stack(out)
+    @torch.no_grad()
+    def _match(self, sam: nn.Module, embedding: torch.Tensor, grid: torch.Tensor, gt: torch.Tensor,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(matched candidates, their objects, the (candidates, objects) IoU matrix); candidate = point * M + token."""
+        rows = []
+        for sparse, dense in self._prompt_chunks(sam, grid, device):
+            logits, _ = sam.mask_decoder.predict_masks(embedding[None], sam.prompt_encoder.get_dense_pe(), sparse, dense)
+            rows.append(mask_iou_matrix(logits[:, self.tokens].flatten(0, 1) > self.cfg.mask_threshold, gt))
+        iou = torch.cat(rows)
+        cand, obj = match(iou, self.cfg.match_iou)
+        return cand, obj, iou
+
+    def _chunk_loss(self, decoder: nn.Module, embedding: torch.Tensor, pe: torch.Tensor, sparse: torch.Tensor,
+                    dense: torch.Tensor, gt: torch.Tensor, target: torch.Tensor, true_iou: torch.Tensor,
+                    weights: LossWeights, num_matched: int, num_candidates: int):
+        """One chunk's share of the image loss, decoded with gradients; target: (chunk candidates,) object or -1."""
+        src, hyper, iou_pred = decoder.predict_tokens(embedding[None], pe, sparse, dense)
+        hyper, iou_pred = hyper[:, self.tokens], iou_pred[:, self.tokens].float().flatten()
+        local = (target >= 0).nonzero().flatten()
+        per_point = hyper.shape[1]
+        if not len(local):
+            matched = iou_pred.new_zeros((0, *gt.shape[-2:]))
+        elif self.matched_only_upscale:
+            # Only the matched candidates need gradients through the upscaling.
+            point, token = local // per_point, local % per_point
+            matched = decoder.upscale_masks(src[point], hyper[point, token][:, None])[:, 0]
+        else:
+            matched = decoder.upscale_masks(src, hyper).flatten(0, 1)[local]
+        return everything_loss(matched.float(), gt[target[local]], iou_pred[local], true_iou[local], iou_pred,
+                               target >= 0, weights, num_matched, num_candidates, self.cfg.cls_balance)
 
     def validate_image(self, sam: nn.Module, embedding: torch.Tensor, item: dict, device: torch.device,
                        preview: bool) -> tuple[torch.Tensor, dict | None]:

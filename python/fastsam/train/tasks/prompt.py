@@ -14,6 +14,7 @@ from ...image_io import read_rgb
 from ..config import LossWeights, TrainConfig
 from ..losses import mask_losses
 from ..run_outputs import RunOutputs
+from .base import PassLoss
 
 
 def decode(sam: nn.Module, embedding: torch.Tensor, item: dict, multimask: bool, device: torch.device):
@@ -53,11 +54,12 @@ class PromptTask:
         return train, val
 
     def image_loss(self, sam: nn.Module, embedding: torch.Tensor, item: dict, weights: LossWeights,
-                   device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   device: torch.device, on_pass: PassLoss | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, iou_pred = decode(sam, embedding, item, self.cfg.multimask or item["multimask"], device)
         terms = mask_losses(logits.float(), iou_pred.float(), item["gt_lowres"].to(device), weights.focal,
                             weights.dice, weights.iou, self.cfg.mask_threshold, weights.bce)
-        return terms.total, {"focal": terms.focal, "dice": terms.dice, "bce": terms.bce, "iou_mse": terms.iou}
+        total = terms.total if on_pass is None else terms.total + on_pass(1)  # one decoder pass per image
+        return total, {"focal": terms.focal, "dice": terms.dice, "bce": terms.bce, "iou_mse": terms.iou}
 
     def validate_image(self, sam: nn.Module, embedding: torch.Tensor, item: dict, device: torch.device,
                        preview: bool) -> tuple[torch.Tensor, dict | None]:
