@@ -6,7 +6,7 @@ import logging
 from torch import nn
 
 from ..build_sam import sam_model_registry
-from ..checkpoint import load_checkpoint, read_state_dict
+from ..checkpoint import load_state_dict_strictly, read_state_dict
 from ..modeling.mask_decoder import MLP
 from .config import TrainConfig
 
@@ -34,7 +34,7 @@ def build_student(cfg: TrainConfig) -> nn.Module:
                        "mobile_sam.pt / sam_vit_*.pth to finetune real weights.", cfg.model_type)
         logger.warning("=" * 72)
     elif custom_head:
-        state = {k: v for k, v in read_state_dict(cfg.checkpoint).items() if not k.startswith(_IOU_HEAD_PREFIX)}
+        state = {k: v for k, v in _read(cfg.checkpoint).items() if not k.startswith(_IOU_HEAD_PREFIX)}
         missing, unexpected = model.load_state_dict(state, strict=False)
         wrong = [k for k in missing if not k.startswith(_IOU_HEAD_PREFIX)] + list(unexpected)
         if wrong:
@@ -43,5 +43,13 @@ def build_student(cfg: TrainConfig) -> nn.Module:
         logger.warning("IoU head rebuilt with depth %d, hidden %d: its checkpoint weights are not used",
                        cfg.iou_head_depth, cfg.iou_head_hidden_dim)
     else:
-        load_checkpoint(model, cfg.checkpoint, cfg.model_type)
+        load_state_dict_strictly(model, _read(cfg.checkpoint), cfg.checkpoint, cfg.model_type)
     return model
+
+
+def _read(path: str) -> dict:
+    try:
+        return read_state_dict(path)
+    except RuntimeError as err:  # a damaged file is a bad input (ValueError), named by its config key
+        raise ValueError(f"config key 'checkpoint': {err}; point it at mobile_sam.pt / sam_vit_*.pth or a "
+                         "sam-train best_model.pth") from err

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..image_io import write_png
+from ..utils.writable import make_writable_dir
 from ..visualize import overlay_masks
 
 
@@ -37,8 +38,8 @@ class RunOutputs:
     """Appends to the run folder's metrics file, redraws the curves, writes overlays."""
 
     def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = make_writable_dir(run_dir, "run folder", "set output_dir (--set output_dir=DIR) to a "
+                                         "writable folder")
         self.metrics_path = self.run_dir / "metrics.jsonl"
 
     def clear_previous_run(self) -> None:

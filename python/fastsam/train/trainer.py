@@ -29,11 +29,12 @@ from .config import ConfigError, TrainConfig, check_paths, save_config
 from .distillation.stack import build_stack
 from .distributed import DistInfo, ShardSampler, SkipSampler, gather_objects, setup_distributed, wrap_ddp
 from .embedding_cache import EmbeddingCache, load_images_only_on_misses, model_identity
-from .feature_distill import make_distiller, uses_distillation
+from .feature_distill import check_teacher_features, make_distiller, uses_distillation
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
 from .graceful_stop import GracefulStop, TrainingStopped
 from .loss_module import SegmentationLoss
 from .model_setup import build_student
+from .nonfinite import NonFiniteGuard, check_finite_weights, guarded_step
 from .run_outputs import RunOutputs, check_run_folder_free
 from .schedule import get_lr, stage_for_epoch
 from .tasks import make_task
@@ -81,6 +82,17 @@ def _unfreeze(sam: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         optimizer.add_param_group({"params": new})
 
 
+def load_data(cfg: TrainConfig):
+    """(train records, val records, problem messages): bad samples are reported (with file names), or raised
+    with on_bad_sample='error', before the run folder is written."""
+    train_records, train_problems = load_records(cfg.train_img_dir, cfg.train_mask_dir, cfg.train_coco,
+                                                 cfg.on_bad_sample, "train")
+    val_dir = cfg.val_img_dir or cfg.train_img_dir
+    val_masks, val_coco = (cfg.val_mask_dir, cfg.val_coco) if cfg.val_img_dir else (cfg.train_mask_dir, cfg.train_coco)
+    val_records, val_problems = load_records(val_dir, val_masks, val_coco, cfg.on_bad_sample, "val")
+    return train_records, val_records, train_problems + val_problems
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: int | None = None,
           stop_after_step: int | None = None) -> dict:
     """Train a student SAM as configured; returns the last epoch's metrics record.
@@ -106,13 +118,18 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
             raise ConfigError("distillation trains the student's image encoder: set freeze.image_encoder=false")
         if cfg.augment:
             raise ConfigError("distillation compares with features of the unflipped images: set augment=false")
+        check_teacher_features(cfg)
+    # Inputs are checked before the run folder is written: a bad one leaves no config without a model behind.
+    data = load_data(cfg)
+    seed_everything(cfg.seed)
+    sam = build_student(cfg)
     outputs = RunOutputs(cfg.run_dir) if info.is_main else None
     if outputs and resume is None:
         outputs.clear_previous_run()
     handler = outputs.attach_log_file() if outputs else None
     try:
         with GracefulStop(enabled=info.world_size == 1) as stop:
-            return _run(cfg, info, device, outputs, resume, stop_after_epoch, stop, stop_after_step)
+            return _run(cfg, info, device, outputs, data, sam, resume, stop_after_epoch, stop, stop_after_step)
     finally:
         if handler is not None:
             logging.getLogger("fastsam").removeHandler(handler)
@@ -121,20 +138,16 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
             dist.destroy_process_group()
 
 
-def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOutputs | None,
-         resume: str | Path | None, stop_after_epoch: int | None, stop: GracefulStop,
+def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOutputs | None, data: tuple,
+         sam: nn.Module, resume: str | Path | None, stop_after_epoch: int | None, stop: GracefulStop,
          stop_after_step: int | None) -> dict:
-    seed_everything(cfg.seed)
     if outputs:
         save_config(cfg, outputs.run_dir / "config.json")
         logger.info("run folder %s; device %s; %d process(es)", outputs.run_dir, device, info.world_size)
     task = make_task(cfg)
-
-    # Data: bad samples are reported (with file names) before any step runs.
-    train_records, _ = load_records(cfg.train_img_dir, cfg.train_mask_dir, cfg.train_coco, cfg.on_bad_sample, "train")
-    val_dir = cfg.val_img_dir or cfg.train_img_dir
-    val_masks, val_coco = (cfg.val_mask_dir, cfg.val_coco) if cfg.val_img_dir else (cfg.train_mask_dir, cfg.train_coco)
-    val_records, _ = load_records(val_dir, val_masks, val_coco, cfg.on_bad_sample, "val")
+    train_records, val_records, problems = data
+    if problems and outputs:  # also in training_log.txt, which did not exist when they were found
+        logger.warning("data check: %d problem(s), skipped: %s", len(problems), "; ".join(problems))
     train_ds, val_ds = task.datasets(train_records, val_records)
     sampler, train_loader, val_loader = _loaders(cfg, info, train_ds, val_ds)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
@@ -144,7 +157,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                 sum(len(r.masks) for r in val_records), steps_per_epoch, total_steps)
 
     # Model and optimizer (AdamW only on trainable parameters).
-    sam = build_student(cfg).to(device)
+    sam = sam.to(device)
     frozen = frozen_parts(cfg.freeze)
     apply_freeze(sam, frozen)
     if not trainable_parameters(sam):
@@ -195,6 +208,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
     wrapped = wrap_ddp(loss_module, info, device)
 
     def checkpoint(epoch_done: int, metrics: dict, partial_epoch: dict | None = None) -> dict:
+        check_finite_weights(sam, f"the checkpoint of step {step}")
         ckpt = {"model": sam.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": {"step": step, "total_steps": total_steps, "kind": "polynomial"},
                 "scaler": scaler.state_dict(), "epoch": epoch_done, "step": step, "rng": rng_state(),
@@ -224,6 +238,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         logger.info("before training: %s", task.describe(start))
 
     collapse = None
+    guard = NonFiniteGuard(cfg.on_nonfinite, cfg.max_nonfinite_in_a_row)
     for epoch in range(start_epoch, cfg.num_epochs):
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
@@ -248,6 +263,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         terms = loss_module.logged_terms()
         sums = dict.fromkeys(("loss",) + terms, 0.0)
         done, loader, time_before = 0, train_loader, 0.0
+        guard.start_epoch()
         if partial is not None and partial["epoch"] == epoch + 1:
             # Continue a stopped epoch: same shuffled order, minus the batches already trained.
             done, time_before = partial["batches_done"], partial["train_time"]
@@ -256,6 +272,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                                   f"{len(partial['sums_per_rank'])} process(es); resume it with the same number "
                                   f"(this run has {info.world_size})")
             sums = dict(partial["sums_per_rank"][info.rank])
+            guard.start_epoch(partial.get("nonfinite_steps", 0))
             loader = DataLoader(train_ds, batch_size=train_loader.batch_size, num_workers=cfg.num_workers,
                                 sampler=SkipSampler(sampler, done * train_loader.batch_size), collate_fn=collate_samples)
         partial = None
@@ -270,24 +287,20 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss, stats = wrapped(items, cache, stage, device)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable_parameters(sam) + extra, cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            trained = guarded_step(guard, loss, items, step, optimizer, scaler, trainable_parameters(sam) + extra,
+                                   cfg.grad_clip)
             step += 1
-            sums["loss"] += loss.item()
-            for key in terms:
-                sums[key] += stats[key]
+            if trained:
+                sums["loss"] += loss.item()
+                for key in terms:
+                    sums[key] += stats[key]
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             if stop_after_step is not None and step >= stop_after_step:
                 stop.requested = True
             every = cfg.checkpoint_every_steps
             if stop.requested or (every is not None and step % every == 0 and i + 1 < steps_per_epoch):
                 partial_epoch = {"epoch": epoch + 1, "batches_done": i + 1, "train_time": time_before + time.perf_counter() - t0,
-                                 "sums_per_rank": gather_objects(sums, info)}
+                                 "sums_per_rank": gather_objects(sums, info), "nonfinite_steps": guard.epoch_count}
                 path = None
                 if outputs:
                     path = save_atomic(checkpoint(epoch, record, partial_epoch), outputs.run_dir / "latest_model.pth")
@@ -302,7 +315,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             packed = torch.tensor([sums[k] for k in sums], dtype=torch.float64)
             dist.all_reduce(packed)
             sums = {k: v.item() / info.world_size for k, v in zip(sums, packed)}
-        means = {k: v / steps_per_epoch for k, v in sums.items()}
+        means = {k: v / max(1, steps_per_epoch - guard.epoch_count) for k, v in sums.items()}  # over trained steps
 
         val, previews = validate()
         if info.is_main:
@@ -313,7 +326,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         best_miou = max(best_miou, val["miou"])
         record = {"epoch": epoch + 1, "step": step, "stage": stage.name, "lr": lr_at(max(0, step - 1)),
                   **{f"train_{k}": v for k, v in means.items()}, **val_record(val),
-                  "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time}
+                  "best_miou": best_miou, "steps_per_s": steps_per_epoch / train_time, "nonfinite_steps": guard.epoch_count}
         if stack is not None:
             record["distill_lambda"] = stage.lambda_coef if stage.distillation else 0.0
         if outputs:
