@@ -41,6 +41,9 @@ class RunOutputs:
         self.run_dir = make_writable_dir(run_dir, "run folder", "set output_dir (--set output_dir=DIR) to a "
                                          "writable folder")
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        # A kill -9 during save_atomic leaves its temporary file (never a checkpoint's own name): remove it.
+        for stale in self.run_dir.glob(".*.tmp*"):
+            stale.unlink(missing_ok=True)
 
     def clear_previous_run(self) -> None:
         """Remove an earlier run's checkpoints, metrics, curves, log and overlays (a fresh run's figures must
@@ -62,17 +65,29 @@ class RunOutputs:
 
     def metrics(self, record: dict) -> None:
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record) + "\n")  # one write: a kill can only cut the last line (see restore_metrics)
 
-    def read_metrics(self) -> list[dict]:
+    def read_metrics(self, tolerate_cut_line: bool = False) -> list[dict]:
+        """The records of metrics.jsonl; `tolerate_cut_line` drops a last line a kill cut short."""
         if not self.metrics_path.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        if tolerate_cut_line and lines:
+            try:
+                json.loads(lines[-1])
+            except json.JSONDecodeError:
+                lines.pop()
+        return [json.loads(line) for line in lines]
 
-    def truncate_metrics_after(self, epoch: int) -> None:
-        """On resume, drop records of epochs the killed run logged after its last checkpoint."""
-        kept = [r for r in self.read_metrics() if r["epoch"] <= epoch]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    def restore_metrics(self, epoch: int, record: dict) -> None:
+        """On resume, make metrics.jsonl end at the checkpoint's epoch: drop records the killed run logged after it
+        (and a line cut short by the kill), add the checkpoint's own `record` if the kill came before it was logged."""
+        kept = [r for r in self.read_metrics(tolerate_cut_line=True) if r["epoch"] <= epoch]
+        if record and not any(r["epoch"] == epoch for r in kept):
+            kept.append(record)
+        tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(self.metrics_path)
 
     def plot_curves(self) -> Path:
         """Loss and val mIoU per epoch as curves.png (matplotlib, Agg backend: no display needed)."""

@@ -195,7 +195,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         step, best_miou, record = ckpt["step"], ckpt["best_miou"], dict(ckpt.get("metrics") or {})
         set_rng_state(ckpt["rng"])
         if outputs:
-            outputs.truncate_metrics_after(ckpt["epoch"])
+            outputs.restore_metrics(ckpt["epoch"], record)
         logger.info("resumed from %s after epoch %d%s (step %d, best val mIoU %.4f)", resume, ckpt["epoch"],
                     f" and {partial['batches_done']} batches of epoch {partial['epoch']}" if partial else "", step, best_miou)
 
@@ -331,9 +331,9 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             record["distill_lambda"] = stage.lambda_coef if stage.distillation else 0.0
         if outputs:
             ckpt = checkpoint(epoch + 1, record)
-            save_atomic(ckpt, outputs.run_dir / "latest_model.pth")
-            if is_best:
+            if is_best:  # before latest: a kill between the two then redoes this epoch, which saves it again
                 save_atomic(ckpt, outputs.run_dir / "best_model.pth")
+            save_atomic(ckpt, outputs.run_dir / "latest_model.pth")
             task.write_previews(outputs, previews, epoch + 1, is_best)
             outputs.metrics(record)
             outputs.plot_curves()
