@@ -19,8 +19,8 @@ def build_student(cfg: TrainConfig) -> nn.Module:
     """The student Sam for `cfg`, with `cfg.checkpoint` loaded (strictly, except a resized IoU head).
 
     Without a checkpoint the weights are random and a loud warning is logged. When iou_head_depth /
-    iou_head_hidden_dim differ from the official 3 / 256, the IoU head is rebuilt and its weights
-    from the checkpoint are skipped (it trains from scratch).
+    iou_head_hidden_dim differ from the official 3 / 256, the IoU head is rebuilt; the checkpoint's head
+    weights are kept when they have that shape (a run with the same head), else it trains from scratch.
     """
     model = sam_model_registry[cfg.model_type](checkpoint=None, image_size=cfg.img_size)
     decoder = model.mask_decoder
@@ -34,14 +34,21 @@ def build_student(cfg: TrainConfig) -> nn.Module:
                        "mobile_sam.pt / sam_vit_*.pth to finetune real weights.", cfg.model_type)
         logger.warning("=" * 72)
     elif custom_head:
-        state = {k: v for k, v in _read(cfg.checkpoint).items() if not k.startswith(_IOU_HEAD_PREFIX)}
+        state = _read(cfg.checkpoint)
+        # A checkpoint of a run with this same head (e.g. this run's best_model.pth) keeps its trained head.
+        head = {k: v for k, v in state.items() if k.startswith(_IOU_HEAD_PREFIX)}
+        expected = {k: v.shape for k, v in model.state_dict().items() if k.startswith(_IOU_HEAD_PREFIX)}
+        same_head = {k: v.shape for k, v in head.items()} == expected
+        if not same_head:
+            state = {k: v for k, v in state.items() if not k.startswith(_IOU_HEAD_PREFIX)}
         missing, unexpected = model.load_state_dict(state, strict=False)
         wrong = [k for k in missing if not k.startswith(_IOU_HEAD_PREFIX)] + list(unexpected)
         if wrong:
             raise ValueError(f"checkpoint {cfg.checkpoint} does not match model type {cfg.model_type!r}: "
                              f"{len(wrong)} missing/unexpected keys, e.g. {wrong[:5]}")
-        logger.warning("IoU head rebuilt with depth %d, hidden %d: its checkpoint weights are not used",
-                       cfg.iou_head_depth, cfg.iou_head_hidden_dim)
+        if not same_head:
+            logger.warning("IoU head rebuilt with depth %d, hidden %d: its checkpoint weights are not used",
+                           cfg.iou_head_depth, cfg.iou_head_hidden_dim)
     else:
         load_state_dict_strictly(model, _read(cfg.checkpoint), cfg.checkpoint, cfg.model_type)
     return model
