@@ -146,7 +146,7 @@ def test_grey_16bit_and_cmyk_images_are_trained_and_bad_samples_skipped_when_ask
     assert rows[-1]["epoch"] == 1 and rows[-1]["step"] == 2 and np.isfinite(rows[-1]["train_loss"])
     log = (tmp_path / "runs/fastsam/run/training_log.txt").read_text()
     assert "train: 3 images" in log  # grey, 16-bit and CMYK kept
-    assert "data check: 1 problem(s), skipped: could not read image" in log and "train_0009.png" in log
+    assert "WARNING train data: could not read image" in log and "train_0009.png: image file is truncated" in log
 
 
 # ---- configs and checkpoints -----------------------------------------------------------------------------

@@ -34,6 +34,25 @@ def check_run_folder_free(run_dir: Path, overwrite: bool) -> None:
         raise RunFolderInUse(Path(run_dir), held[0])
 
 
+class EarlyRecords(logging.Handler):
+    """Keeps the fastsam log records of the checks made before the run folder exists (bad samples, a random-init
+    warning), so training_log.txt can start with them (RunOutputs.attach_log_file)."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> "EarlyRecords":
+        logging.getLogger("fastsam").addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("fastsam").removeHandler(self)
+
+
 class RunOutputs:
     """Appends to the run folder's metrics file, redraws the curves, writes overlays."""
 
@@ -53,10 +72,13 @@ class RunOutputs:
         for overlay in (self.run_dir / "overlays").glob("best_epoch*_val*.png"):
             overlay.unlink()
 
-    def attach_log_file(self) -> logging.Handler:
-        """Send the fastsam loggers (epoch lines, bad-sample and random-init warnings) to training_log.txt."""
+    def attach_log_file(self, earlier: list[logging.LogRecord] = ()) -> logging.Handler:
+        """Send the fastsam loggers (epoch lines, bad-sample and random-init warnings) to training_log.txt, which
+        starts with the `earlier` records (logged before the run folder existed)."""
         handler = logging.FileHandler(self.run_dir / "training_log.txt")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        for record in earlier:
+            handler.handle(record)
         root = logging.getLogger("fastsam")
         root.addHandler(handler)
         if root.getEffectiveLevel() > logging.INFO:

@@ -35,7 +35,7 @@ from .graceful_stop import GracefulStop, TrainingStopped
 from .loss_module import SegmentationLoss
 from .model_setup import build_student
 from .nonfinite import NonFiniteGuard, check_finite_weights, guarded_step
-from .run_outputs import RunOutputs, check_run_folder_free
+from .run_outputs import EarlyRecords, RunOutputs, check_run_folder_free
 from .schedule import get_lr, stage_for_epoch
 from .tasks import make_task
 from .validation import evaluate, val_record, warn_if_collapsed
@@ -120,13 +120,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
             raise ConfigError("distillation compares with features of the unflipped images: set augment=false")
         check_teacher_features(cfg)
     # Inputs are checked before the run folder is written: a bad one leaves no config without a model behind.
-    data = load_data(cfg)
-    seed_everything(cfg.seed)
-    sam = build_student(cfg)
+    with EarlyRecords() as early:
+        data = load_data(cfg)
+        seed_everything(cfg.seed)
+        sam = build_student(cfg)
     outputs = RunOutputs(cfg.run_dir) if info.is_main else None
     if outputs and resume is None:
         outputs.clear_previous_run()
-    handler = outputs.attach_log_file() if outputs else None
+    handler = outputs.attach_log_file(early.records) if outputs else None
     try:
         with GracefulStop(enabled=info.world_size == 1) as stop:
             return _run(cfg, info, device, outputs, data, sam, resume, stop_after_epoch, stop, stop_after_step)
@@ -145,9 +146,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         save_config(cfg, outputs.run_dir / "config.json")
         logger.info("run folder %s; device %s; %d process(es)", outputs.run_dir, device, info.world_size)
     task = make_task(cfg)
-    train_records, val_records, problems = data
-    if problems and outputs:  # also in training_log.txt, which did not exist when they were found
-        logger.warning("data check: %d problem(s), skipped: %s", len(problems), "; ".join(problems))
+    train_records, val_records, _ = data
     train_ds, val_ds = task.datasets(train_records, val_records)
     sampler, train_loader, val_loader = _loaders(cfg, info, train_ds, val_ds)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
