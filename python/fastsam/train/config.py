@@ -162,6 +162,8 @@ class TrainConfig:
     max_nonfinite_in_a_row: int = 5
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # under torchrun: how long a rank waits in a collective for a peer (one that died or hangs) before it fails
+    ddp_timeout_minutes: float = 30.0
     cache_embeddings: bool = True  # used only when the image encoder is frozen and augment is off
     # also keep cached embeddings on disk here (<dir>/<model identity>/<image sha1>.pt): later runs skip the encoder
     embedding_cache_dir: Optional[str] = None
@@ -357,6 +359,8 @@ def _check_consistency(cfg: TrainConfig) -> None:
             raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(cfg, key)}")
     if cfg.learning_rate <= 0:
         raise ConfigError(f"config key 'learning_rate' must be > 0, got {cfg.learning_rate}")
+    if not cfg.ddp_timeout_minutes > 0:
+        raise ConfigError(f"config key 'ddp_timeout_minutes' must be > 0, got {cfg.ddp_timeout_minutes}")
     if not 0.0 <= cfg.box_jitter < 1.0:
         raise ConfigError(f"config key 'box_jitter' must be in [0, 1), got {cfg.box_jitter}")
     if not 0.0 <= cfg.point_prompt_prob <= 1.0:

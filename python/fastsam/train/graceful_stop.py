@@ -2,8 +2,9 @@
 
 A signal only sets a flag: the loop finishes the optimizer step it is in (never leaving weights half
 updated), writes latest_model.pth and raises TrainingStopped. A second signal interrupts at once.
-Only single-process runs install handlers: under torchrun the ranks would see the signal at different
-steps and deadlock in their collectives, so DDP runs rely on checkpoint_every_steps instead.
+Under torchrun every rank installs the handlers and the loop ORs the flag over ranks after each step
+(distributed.any_rank), so a signal that reaches one rank, or all of them at different steps, stops every
+rank after the same step; the checkpoint then holds each rank's running sums.
 """
 from __future__ import annotations
 

@@ -15,8 +15,9 @@ import math
 from collections.abc import Iterable
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from .distributed import DistInfo, any_rank
 
 logger = logging.getLogger("fastsam.train")
 
@@ -29,24 +30,16 @@ def _describe_batch(items: list[dict]) -> str:
     return ", ".join(str(item.get("image_path", f"item {item.get('index', '?')}")) for item in items)
 
 
-def _any_rank(flag: bool) -> bool:
-    """Whether any process saw a non-finite value: every rank must take the same branch, or DDP deadlocks."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return flag
-    t = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
 class NonFiniteGuard:
     """Decides, per step, whether the optimizer may step; counts skipped steps per epoch."""
 
-    def __init__(self, policy: str, max_in_a_row: int):
+    def __init__(self, policy: str, max_in_a_row: int, info: DistInfo | None = None):
         if policy not in ("skip", "stop"):
             raise ValueError(f"on_nonfinite must be 'skip' or 'stop', got {policy!r}")
         self.policy, self.max_in_a_row = policy, max_in_a_row
         self.epoch_count = 0  # skipped steps in the current epoch (metrics.jsonl: nonfinite_steps)
         self.in_a_row = 0
+        self.info = info or DistInfo()
 
     def start_epoch(self, count: int = 0) -> None:
         """Reset the epoch's count (a resumed mid-epoch run passes the count its checkpoint recorded)."""
@@ -64,7 +57,8 @@ class NonFiniteGuard:
         return self._judge(finite, "gradient", items, step)
 
     def _judge(self, finite: bool, what: str, items: list[dict], step: int) -> bool:
-        if not _any_rank(not finite):
+        # Every rank takes the same branch (one skipping its backward alone would deadlock DDP's all-reduce).
+        if not any_rank(not finite, self.info):
             self.in_a_row = 0
             return True
         self.in_a_row += 1

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -27,7 +26,8 @@ from ..data.dataset import collate_samples
 from .checkpointing import load_training_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import ConfigError, TrainConfig, check_paths, save_config
 from .distillation.stack import build_stack
-from .distributed import DistInfo, ShardSampler, SkipSampler, gather_objects, setup_distributed, wrap_ddp
+from .distributed import (DistInfo, ShardSampler, SkipSampler, any_rank, barrier, gather_objects, launch_info,
+                          reduce_sum, setup_distributed, shutdown, wrap_ddp)
 from .embedding_cache import EmbeddingCache, load_images_only_on_misses, model_identity
 from .feature_distill import check_teacher_features, make_distiller, uses_distillation
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
@@ -44,12 +44,23 @@ logger = logging.getLogger("fastsam.train")
 
 
 def pick_device(cfg: TrainConfig, info: DistInfo) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device(f"cuda:{info.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    """The configured device; "auto" and "cuda" mean this process's GPU, cuda:LOCAL_RANK, when CUDA is present."""
+    if cfg.device == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    device = torch.device("cuda" if cfg.device == "auto" else cfg.device)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise ConfigError(f"config key 'device' is {cfg.device!r} but CUDA is not available")
-    return device
+    if device.index is not None and info.local_world_size > 1:
+        raise ConfigError(f"config key 'device' is {cfg.device!r}, one GPU for the {info.local_world_size} processes "
+                          "of this node: under torchrun use 'auto' or 'cuda' (each process takes cuda:LOCAL_RANK)")
+    index = info.local_rank if device.index is None else device.index
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"process with LOCAL_RANK {info.local_rank} needs cuda:{index} but "
+                          f"{torch.cuda.device_count()} GPU(s) are visible: start at most that many processes per node "
+                          "(--nproc-per-node)")
+    return torch.device("cuda", index)
 
 
 def seed_everything(seed: int) -> None:
@@ -110,8 +121,6 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
     """
     if resume is None:
         check_run_folder_free(cfg.run_dir, cfg.overwrite)  # before any rank writes
-    info = setup_distributed()
-    device = pick_device(cfg, info)
     check_paths(cfg)
     if uses_distillation(cfg):
         if cfg.freeze.image_encoder:
@@ -119,24 +128,27 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
         if cfg.augment:
             raise ConfigError("distillation compares with features of the unflipped images: set augment=false")
         check_teacher_features(cfg)
+    launch = launch_info()
+    device = pick_device(cfg, launch)
     # Inputs are checked before the run folder is written: a bad one leaves no config without a model behind.
     with EarlyRecords() as early:
         data = load_data(cfg)
         seed_everything(cfg.seed)
         sam = build_student(cfg)
-    outputs = RunOutputs(cfg.run_dir) if info.is_main else None
-    if outputs and resume is None:
-        outputs.clear_previous_run()
-    handler = outputs.attach_log_file(early.records) if outputs else None
-    try:
-        with GracefulStop(enabled=info.world_size == 1) as stop:
+    info = setup_distributed(launch, device, cfg.ddp_timeout_minutes)
+    handler = None
+    try:  # from here on an error on any rank still leaves the process group
+        outputs = RunOutputs(cfg.run_dir) if info.is_main else None
+        if outputs and resume is None:
+            outputs.clear_previous_run()
+        handler = outputs.attach_log_file(early.records) if outputs else None
+        with GracefulStop() as stop:
             return _run(cfg, info, device, outputs, data, sam, resume, stop_after_epoch, stop, stop_after_step)
     finally:
         if handler is not None:
             logging.getLogger("fastsam").removeHandler(handler)
             handler.close()
-        if info.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown(info)
 
 
 def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOutputs | None, data: tuple,
@@ -237,7 +249,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         logger.info("before training: %s", task.describe(start))
 
     collapse = None
-    guard = NonFiniteGuard(cfg.on_nonfinite, cfg.max_nonfinite_in_a_row)
+    guard = NonFiniteGuard(cfg.on_nonfinite, cfg.max_nonfinite_in_a_row, info)
     for epoch in range(start_epoch, cfg.num_epochs):
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
@@ -296,6 +308,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             if stop_after_step is not None and step >= stop_after_step:
                 stop.requested = True
+            stop.requested = any_rank(stop.requested, info)  # every rank stops after the same step
             every = cfg.checkpoint_every_steps
             if stop.requested or (every is not None and step % every == 0 and i + 1 < steps_per_epoch):
                 partial_epoch = {"epoch": epoch + 1, "batches_done": i + 1, "train_time": time_before + time.perf_counter() - t0,
@@ -309,11 +322,9 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                     raise TrainingStopped(path, step)
         bar.close()
         train_time = time_before + time.perf_counter() - t0
-        if info.world_size > 1:
-            # Each rank saw its share of every global batch: average the logged losses over ranks.
-            packed = torch.tensor([sums[k] for k in sums], dtype=torch.float64)
-            dist.all_reduce(packed)
-            sums = {k: v.item() / info.world_size for k, v in zip(sums, packed)}
+        # Each rank saw its share of every global batch: average the logged losses over ranks.
+        packed = reduce_sum(torch.tensor([sums[k] for k in sums], dtype=torch.float64), info)
+        sums = {k: v.item() / info.world_size for k, v in zip(sums, packed)}
         means = {k: v / max(1, steps_per_epoch - guard.epoch_count) for k, v in sums.items()}  # over trained steps
 
         val, previews = validate()
@@ -339,8 +350,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             logger.info("epoch %d/%d: loss %.4f (%s) lr %.2e | %s%s | %.2f steps/s", epoch + 1, cfg.num_epochs,
                         means["loss"], " ".join(f"{k.replace('_', '-')} {means[k]:.4f}" for k in terms), record["lr"],
                         task.describe(val), " (new best)" if is_best else "", record["steps_per_s"])
-        if info.world_size > 1:
-            dist.barrier()
+        barrier(info)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
     return record

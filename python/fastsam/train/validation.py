@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .distributed import DistInfo, reduce_sums
+from .distributed import DistInfo, reduce_sum
 from .embedding_cache import EmbeddingCache, embed_images
 from .tasks import Task
 
@@ -28,9 +28,9 @@ def evaluate(task: Task, sam: nn.Module, loader: DataLoader, cache: EmbeddingCac
             if preview is not None:
                 previews.append(preview)
     if sums is None:
-        # A rank without validation images still joins the reduction with zeros of the task's width.
+        # A rank without validation images (fewer images than ranks) still joins the reduction with zeros.
         sums = torch.zeros(task.num_sums, dtype=torch.float64)
-    return task.metrics(reduce_sums(sums, info)), previews
+    return task.metrics(reduce_sum(sums, info)), previews
 
 
 def val_record(val: dict) -> dict:
