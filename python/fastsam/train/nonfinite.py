@@ -7,6 +7,8 @@ Policy (config key ``on_nonfinite``):
   "stop": the first bad step stops the run.
 A stop raises NonFiniteStop naming the batch; the checkpoints already on disk are from finite steps and stay as
 they are. Separately, `check_finite_weights` refuses to write a checkpoint whose weights are not finite.
+Under DDP the decision is taken on the all-reduced gradients, so every rank skips or stops at the same step
+without an extra collective.
 """
 from __future__ import annotations
 
@@ -16,8 +18,6 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-
-from .distributed import DistInfo, any_rank
 
 logger = logging.getLogger("fastsam.train")
 
@@ -33,13 +33,15 @@ def _describe_batch(items: list[dict]) -> str:
 class NonFiniteGuard:
     """Decides, per step, whether the optimizer may step; counts skipped steps per epoch."""
 
-    def __init__(self, policy: str, max_in_a_row: int, info: DistInfo | None = None):
+    def __init__(self, policy: str, max_in_a_row: int, distributed: bool = False):
         if policy not in ("skip", "stop"):
             raise ValueError(f"on_nonfinite must be 'skip' or 'stop', got {policy!r}")
         self.policy, self.max_in_a_row = policy, max_in_a_row
         self.epoch_count = 0  # skipped steps in the current epoch (metrics.jsonl: nonfinite_steps)
         self.in_a_row = 0
-        self.info = info or DistInfo()
+        # Under DDP a rank must not skip its backward alone (the gradient all-reduce would wait for it): the step is
+        # decided on the gradients, which DDP has made identical on every rank (a NaN loss on one rank makes them NaN).
+        self.skip_before_backward = not distributed
 
     def start_epoch(self, count: int = 0) -> None:
         """Reset the epoch's count (a resumed mid-epoch run passes the count its checkpoint recorded)."""
@@ -57,8 +59,7 @@ class NonFiniteGuard:
         return self._judge(finite, "gradient", items, step)
 
     def _judge(self, finite: bool, what: str, items: list[dict], step: int) -> bool:
-        # Every rank takes the same branch (one skipping its backward alone would deadlock DDP's all-reduce).
-        if not any_rank(not finite, self.info):
+        if finite:
             self.in_a_row = 0
             return True
         self.in_a_row += 1
@@ -89,7 +90,7 @@ def guarded_step(guard: NonFiniteGuard, loss: torch.Tensor, items: list[dict], s
     """zero_grad, backward, optional clipping and the optimizer step, unless the guard finds the loss or the
     gradients non-finite. Returns whether the weights were updated."""
     optimizer.zero_grad(set_to_none=True)
-    if not guard.loss_ok(loss, items, step):
+    if guard.skip_before_backward and not guard.loss_ok(loss, items, step):
         return False
     scaler.scale(loss).backward()
     if grad_clip is not None:

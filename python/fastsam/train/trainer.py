@@ -249,7 +249,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         logger.info("before training: %s", task.describe(start))
 
     collapse = None
-    guard = NonFiniteGuard(cfg.on_nonfinite, cfg.max_nonfinite_in_a_row, info)
+    guard = NonFiniteGuard(cfg.on_nonfinite, cfg.max_nonfinite_in_a_row, info.distributed)
     for epoch in range(start_epoch, cfg.num_epochs):
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
