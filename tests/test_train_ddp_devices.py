@@ -221,6 +221,8 @@ def test_an_error_on_this_rank_still_leaves_the_group(tmp_path, monkeypatch, one
     info = DistInfo(rank=1, world_size=2, local_rank=1, local_world_size=2, backend="gloo")
     monkeypatch.setattr(trainer, "setup_distributed", lambda launch, device, timeout: info)
     monkeypatch.setattr(trainer, "check_paths", lambda cfg: None)
+    monkeypatch.setattr(trainer, "load_data", lambda cfg: None)  # the input checks made before joining the group
+    monkeypatch.setattr(trainer, "build_student", lambda cfg: None)
     monkeypatch.setattr(trainer, "_run", lambda *a: (_ for _ in ()).throw(RuntimeError("boom on rank 1")))
     with pytest.raises(RuntimeError, match="boom on rank 1"):
         trainer.train(config_from_dict({"output_dir": str(tmp_path / "runs"), "device": "cpu"}))

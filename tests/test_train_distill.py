@@ -56,23 +56,51 @@ def test_extracted_manifest_and_settings_checks(distill_setup):
         check_manifest(feats, "vit_b", 3, 64)
     with pytest.raises(ValueError, match="img_size 64"):
         check_manifest(feats, "vit_b", -1, 128)
+    # Extracted with a random teacher (no checkpoint): features refused for a run that names real teacher weights.
+    assert manifest["teacher_checkpoint"] is None and manifest["teacher_checkpoint_sha256"] is None
+    weights = feats.parent / "teacher.pth"
+    weights.write_bytes(b"teacher weights")
+    with pytest.raises(ValueError, match="a teacher with RANDOM weights"):
+        check_manifest(feats, "vit_b", -1, 64, str(weights))
+    assert check_manifest(feats, "vit_b", -1, 64, None) == manifest
 
 
 @pytest.mark.slow
-def test_distillation_step_trains_projection_and_encoder(distill_setup):
-    from fastsam.train.trainer import train
+def test_distillation_step_trains_projection_and_encoder(distill_setup, monkeypatch):
+    import fastsam.train.trainer as trainer
 
-    raw, _ = distill_setup
+    raw, feats = distill_setup
     cfg = config_from_dict(raw)
+    teacher_files = {p.name: p.read_bytes() for p in feats.iterdir()}
+    start = {}
+    real = trainer.make_distiller
+
+    def recording(cfg, sam, device):  # the weights as training starts (random init, freshly made projection)
+        distiller, projection = real(cfg, sam, device)
+        start.update({"encoder": {k: v.clone() for k, v in sam.image_encoder.state_dict().items()},
+                      "projection": {k: v.clone() for k, v in projection.state_dict().items()}})
+        return distiller, projection
+
+    monkeypatch.setattr(trainer, "make_distiller", recording)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        record = train(cfg)
+        record = trainer.train(cfg)
     finally:
         torch.set_num_threads(before)
     assert record["train_distill"] > 0
     ckpt = torch.load(cfg.run_dir / "latest_model.pth", map_location="cpu", weights_only=True)
     assert ckpt["distill_projection"]["proj.weight"].shape == (768, 320, 1, 1)
+    # The projection learns only from the distillation term: a change proves its gradient flowed.
+    for key, value in start["projection"].items():
+        assert not torch.equal(value, ckpt["distill_projection"][key]), key
+    # The student's encoder block the features are taken from (the last TinyViT stage) trained too.
+    last = max(int(k.split(".")[1]) for k in start["encoder"] if k.startswith("layers."))
+    changed = [k for k in start["encoder"] if k.startswith(f"layers.{last}.") and start["encoder"][k].is_floating_point()
+               and not torch.equal(start["encoder"][k], ckpt["model"][f"image_encoder.{k}"])]
+    assert changed, "no weight of the hooked encoder stage changed"
+    # The teacher (its stored features and manifest) is read, never written.
+    assert {p.name: p.read_bytes() for p in feats.iterdir()} == teacher_files
 
 
 def test_distillation_refuses_frozen_encoder(tmp_path):

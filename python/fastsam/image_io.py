@@ -42,7 +42,7 @@ def _to_rgb8(img: Image.Image, path: Path) -> np.ndarray:
         return np.repeat((grey >> 8).astype(np.uint8)[..., None], 3, axis=2)
     if img.mode == "F":
         raise ValueError(f"image {path} is a floating-point image (mode F); save it as 8- or 16-bit")
-    return np.asarray(img.convert("RGB"))
+    return np.array(img.convert("RGB"))  # writable: torch.from_numpy warns on read-only arrays
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:

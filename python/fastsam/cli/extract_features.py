@@ -21,15 +21,16 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path, teacher
     Returns:
       The manifest written to `output_dir`/manifest.json.
     """
-    import numpy as np
     import torch
-    from PIL import Image
 
     from ..build_sam import sam_model_registry
     from ..data.dataset import file_digest
     from ..data.folder import IMAGE_SUFFIXES
     from ..data.geometry import resize_image
-    from ..train.distill import FeatureHook, feature_blocks, resolve_level, write_manifest
+    from ..data.records import image_size
+    from ..utils.writable import make_writable_dir
+    from ..image_io import read_rgb
+    from ..train.distill import MANIFEST_NAME, FeatureHook, feature_blocks, resolve_level, teacher_weights_record, write_manifest
     from ..train.distillation.teacher import EMBEDDING_SUFFIX
 
     image_dir, output_dir = Path(image_dir), Path(output_dir)
@@ -38,6 +39,18 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path, teacher
     images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise ValueError(f"--image-dir {image_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    # Every image and the output folder are checked before the teacher runs: no half-made features folder.
+    unreadable = []
+    for path in images:
+        try:
+            image_size(path)
+        except ValueError as err:
+            unreadable.append(str(err))
+    if unreadable:
+        raise ValueError(f"{len(unreadable)} image(s) in --image-dir cannot be read; fix or remove them:\n  "
+                         + "\n  ".join(unreadable))
+    make_writable_dir(output_dir, "--output-dir", "pass a writable --output-dir")
+    (output_dir / MANIFEST_NAME).unlink(missing_ok=True)  # an earlier teacher's manifest must not vouch for new files
     # The distillation block names its own teacher; the flat teacher_* keys serve use_distill runs.
     block = _block_teacher(cfg.distillation, teacher) if cfg.distillation.enable else None
     model_type = block.model_type if block else cfg.teacher_model_type
@@ -45,18 +58,19 @@ def extract_features(cfg, image_dir: str | Path, output_dir: str | Path, teacher
     if checkpoint is None:
         logging.getLogger("fastsam.train").warning(
             "NO teacher checkpoint: the teacher %s has RANDOM weights; its features teach nothing", model_type)
-    teacher = sam_model_registry[model_type](checkpoint=checkpoint, image_size=cfg.img_size)
+    try:
+        teacher = sam_model_registry[model_type](checkpoint=checkpoint, image_size=cfg.img_size)
+    except RuntimeError as err:  # an unreadable file (ValueError: a file of another model type)
+        raise ValueError(f"teacher checkpoint: {err}") from err
     teacher.eval()
     level = resolve_level(teacher.image_encoder, cfg.distill_feature_level, "distill_feature_level")
     hook = FeatureHook(teacher.image_encoder, level)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"teacher_model_type": model_type, "teacher_checkpoint": checkpoint,
+    manifest = {"teacher_model_type": model_type, **teacher_weights_record(checkpoint),
                 "feature_level": level, "num_blocks": len(feature_blocks(teacher.image_encoder)),
                 "img_size": cfg.img_size, "images": {}}
     with torch.no_grad():
         for path in images:
-            with Image.open(path) as img:
-                rgb = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float()
+            rgb = torch.from_numpy(read_rgb(path)).permute(2, 0, 1).float()  # the trainer's conversion
             x = teacher.preprocess(resize_image(rgb, cfg.img_size))[None]
             embedding = teacher.image_encoder(x)[0].to(torch.float16).contiguous()
             feats = hook.output[0].to(torch.float16).contiguous()

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
+from ..image_io import read_rgb
 from .geometry import preprocess_shape, resize_image, resize_pad_masks, scale_coords
 from .prompts import jitter_box, mask_to_box, sample_points
 from .records import SampleRecord
@@ -93,8 +93,8 @@ class SamDataset(Dataset):
         masks = torch.from_numpy(np.stack([ref.load() for ref in refs]))
         image = None
         if self.load_images:
-            with Image.open(rec.image_path) as img:
-                image = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float()
+            # read_rgb: 16-bit grey keeps its top 8 bits (PIL's convert would clip it to white), CMYK becomes RGB.
+            image = torch.from_numpy(read_rgb(rec.image_path)).permute(2, 0, 1).float()
         if self.augment and torch.rand(1, generator=gen).item() < 0.5:
             masks = masks.flip(-1)
             image = None if image is None else image.flip(-1)

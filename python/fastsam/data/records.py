@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..image_io import read_rgb
+
 logger = logging.getLogger("fastsam.data")
 
 
@@ -39,22 +41,20 @@ def read_binary_mask(path: Path) -> np.ndarray:
     """Read a mask image; any non-zero pixel is object. Raises ValueError if the file cannot be decoded."""
     try:
         with Image.open(path) as img:
-            arr = np.asarray(img)
+            arr, mode = np.asarray(img), img.mode
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"could not read mask {path}: {err}") from err
     if arr.ndim == 3:
+        if mode in ("LA", "RGBA"):
+            arr = arr[..., :-1]  # an opaque alpha channel would make the whole image object
         arr = arr.any(axis=2)
     return arr != 0
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, decoding it fully so truncated files are caught here."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.height, img.width
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"could not read image {path}: {err}") from err
+    """(height, width) of an image file, decoded and converted as training reads it, so truncated, empty,
+    floating-point and oversized files are caught here, before the run starts."""
+    return read_rgb(path).shape[:2]
 
 
 def check_records(records: list[SampleRecord], on_bad_sample: str, split: str) -> tuple[list[SampleRecord], list[str]]:

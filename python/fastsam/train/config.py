@@ -171,6 +171,10 @@ class TrainConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     amp: Literal["off", "bf16", "fp16"] = "off"
+    # a step with a NaN/inf loss or gradient: "skip" it (warning naming the images, counted in metrics) or "stop"
+    # the run; skipping still stops after max_nonfinite_in_a_row bad steps in a row (train/nonfinite.py)
+    on_nonfinite: Literal["skip", "stop"] = "skip"
+    max_nonfinite_in_a_row: int = 5
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # under torchrun: how long a rank waits in a collective for a peer (one that died or hangs) before it fails
@@ -374,7 +378,7 @@ def _check_consistency(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'teacher_model_type': expected one of {TEACHER_TYPES}, got {cfg.teacher_model_type!r}")
     positive = {"num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size, "img_size": cfg.img_size,
                 "max_objects_per_image": cfg.max_objects_per_image, "iou_head_depth": cfg.iou_head_depth,
-                "iou_head_hidden_dim": cfg.iou_head_hidden_dim}
+                "iou_head_hidden_dim": cfg.iou_head_hidden_dim, "max_nonfinite_in_a_row": cfg.max_nonfinite_in_a_row}
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
@@ -551,6 +555,21 @@ def required_paths(cfg: TrainConfig, for_extraction: bool = False) -> dict[str, 
     return paths
 
 
+def _check_feature_term_inputs(cfg: TrainConfig) -> None:
+    """use_distill (or a distillation stage) reads teacher features: the folder must be named (not at load time,
+    since sam-extract-features reads the same config before that folder exists)."""
+    if cfg.distillation.enable or cfg.train_img_dir_teacher_features is not None:
+        return
+    if cfg.use_distill:
+        raise ConfigError("config key 'use_distill' is true but 'train_img_dir_teacher_features' is not set: "
+                          "extract teacher features with sam-extract-features --output-dir DIR and set it to DIR")
+    stages = [i for i, s in enumerate(cfg.stage_schedule) if s.distillation]
+    if stages:
+        raise ConfigError(f"config key 'stage_schedule[{stages[0]}].distillation' is true but "
+                          "'train_img_dir_teacher_features' is not set: extract teacher features with "
+                          "sam-extract-features --output-dir DIR and set it to DIR")
+
+
 def check_paths(cfg: TrainConfig, for_extraction: bool = False, options: dict[str, str] | None = None) -> None:
     """Raise one FileNotFoundError listing every input path that does not exist: the configured ones, then
     `options` (command-line inputs by option name, e.g. {"--image-dir": ...}), so one run reports them all."""
@@ -561,6 +580,7 @@ def check_paths(cfg: TrainConfig, for_extraction: bool = False, options: dict[st
             raise ConfigError("config key 'train_img_dir' is required for training")
         if cfg.train_mask_dir is None and cfg.train_coco is None:
             raise ConfigError("config: training needs 'train_mask_dir' or 'train_coco' with 'train_img_dir'")
+        _check_feature_term_inputs(cfg)
     paths = {**required_paths(cfg, for_extraction), **(options or {})}
     missing = [f"  {key}: {value}" for key, value in paths.items() if not Path(value).exists()]
     if missing:

@@ -7,7 +7,9 @@ so features made with other settings (or for since-edited images) are refused in
 """
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 MANIFEST_NAME = "manifest.json"
+_UNSET = object()  # check_manifest: no teacher checkpoint to compare with
 
 
 def feature_blocks(image_encoder: nn.Module) -> nn.ModuleList:
@@ -78,7 +81,48 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: int | None, img_size: int) -> dict:
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Cached by (path, size, mtime): a run checks its teacher (up to 2.5 GB) before and after making the run folder."""
+    from ..export.manifest import sha256_file
+
+    return sha256_file(Path(path))
+
+
+def teacher_weights_record(checkpoint: str | None) -> dict:
+    """What a manifest records of the teacher's weights: the file and its sha256 (both None: random weights)."""
+    if checkpoint is None:
+        return {"teacher_checkpoint": None, "teacher_checkpoint_sha256": None}
+    st = Path(checkpoint).stat()
+    return {"teacher_checkpoint": checkpoint,
+            "teacher_checkpoint_sha256": _sha256(str(Path(checkpoint).resolve()), st.st_size, st.st_mtime_ns)}
+
+
+def _teacher_weights_mismatch(manifest: dict, checkpoint: str | None) -> str | None:
+    """Why the features were not made by `checkpoint`, or None when they were (or it cannot be told)."""
+    recorded = manifest.get("teacher_checkpoint")
+    if checkpoint is None:
+        if recorded is not None:
+            logging.getLogger("fastsam.train").warning(
+                "teacher features were extracted with %s; this config names no teacher checkpoint, so that "
+                "cannot be checked", recorded)
+        return None
+    if recorded is None:
+        return f"a teacher with RANDOM weights (run: {checkpoint})"
+    if "teacher_checkpoint_sha256" in manifest:
+        actual = teacher_weights_record(checkpoint)["teacher_checkpoint_sha256"]
+        if actual != manifest["teacher_checkpoint_sha256"]:
+            return (f"teacher checkpoint {recorded} (sha256 {manifest['teacher_checkpoint_sha256'][:12]}...; run: "
+                    f"{checkpoint}, sha256 {actual[:12]}...)")
+        return None
+    # Manifests written before the sha256 was recorded: the file name is all there is.
+    if Path(recorded).name != Path(checkpoint).name:
+        return f"teacher checkpoint {recorded} (run: {checkpoint})"
+    return None
+
+
+def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: int | None, img_size: int,
+                   teacher_checkpoint: str | None | object = _UNSET) -> dict:
     """Read the manifest and refuse features made with other settings than this run's.
 
     Arguments:
@@ -86,14 +130,19 @@ def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: i
         None when only the final image embeddings are used (distillation.teacher.embeddings_dir).
     Returns:
       The manifest dict.
+    teacher_checkpoint: the run's teacher weights file (None: random weights), compared by sha256 with the one
+      the features were made with; left out, the weights are not compared.
     """
     folder = Path(folder)
     path = folder / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"teacher features folder {folder} has no {MANIFEST_NAME}; "
                                 "create it with sam-extract-features")
-    manifest = json.loads(path.read_text())
-    count = manifest["num_blocks"]
+    try:
+        manifest = json.loads(path.read_text())
+        count = manifest["num_blocks"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); re-run sam-extract-features") from err
     level = feature_level % count if feature_level is not None and -count <= feature_level < count else None
     wrong = []
     if manifest["teacher_model_type"] != teacher_model_type:
@@ -102,6 +151,10 @@ def check_manifest(folder: str | Path, teacher_model_type: str, feature_level: i
         wrong.append(f"feature_level {manifest['feature_level']} (run: distill_feature_level={feature_level})")
     if manifest["img_size"] != img_size:
         wrong.append(f"img_size {manifest['img_size']} (run: {img_size})")
+    if teacher_checkpoint is not _UNSET:
+        mismatch = _teacher_weights_mismatch(manifest, teacher_checkpoint)
+        if mismatch:
+            wrong.append(mismatch)
     if wrong:
         raise ValueError(f"teacher features in {folder} were extracted with other settings: {'; '.join(wrong)}. "
                          "Re-run sam-extract-features with this config.")

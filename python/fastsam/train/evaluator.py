@@ -72,9 +72,11 @@ class Evaluator:
             written = save_atomic(ckpt, path) if written is None else copy_atomic(written, path)
             return written
 
-        if save_latest:
-            write(self.outputs.run_dir / "latest_model.pth")
+        # best before latest: a kill between the two then redoes this validation from the previous latest,
+        # which writes the best again.
         if is_best:
             write(self.outputs.run_dir / "best_model.pth")
+        if save_latest:
+            write(self.outputs.run_dir / "latest_model.pth")
         if step > 0:  # the starting weights are the first best, not a finetuned checkpoint
             self.top_k.offer(step, score, write)

@@ -40,10 +40,16 @@ class Distiller:
         return distillation_loss(student, teacher, kind)
 
 
+def check_teacher_features(cfg: TrainConfig) -> dict:
+    """The features folder's manifest, refused when made with another teacher (type, weights), block or size."""
+    return check_manifest(cfg.train_img_dir_teacher_features, cfg.teacher_model_type, cfg.distill_feature_level,
+                          cfg.img_size, cfg.teacher_checkpoint)
+
+
 def make_distiller(cfg: TrainConfig, sam: nn.Module, device: torch.device) -> tuple[Distiller, DistillProjection]:
     """Check the teacher features against this run, hook the student, size the projection."""
     folder = Path(cfg.train_img_dir_teacher_features)
-    manifest = check_manifest(folder, cfg.teacher_model_type, cfg.distill_feature_level, cfg.img_size)
+    manifest = check_teacher_features(cfg)
     level = resolve_level(sam.image_encoder, cfg.distill_student_feature_level, "distill_student_feature_level")
     hook = FeatureHook(sam.image_encoder, level)
     with torch.no_grad():

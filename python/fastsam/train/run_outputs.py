@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..image_io import write_png
+from ..utils.writable import make_writable_dir
 from ..visualize import overlay_masks
 from .top_k import parse_ckpt_name
 
@@ -34,13 +35,35 @@ def check_run_folder_free(run_dir: Path, overwrite: bool) -> None:
         raise RunFolderInUse(Path(run_dir), held[0])
 
 
+class EarlyRecords(logging.Handler):
+    """Keeps the fastsam log records of the checks made before the run folder exists (bad samples, a random-init
+    warning), so training_log.txt can start with them (RunOutputs.attach_log_file)."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> "EarlyRecords":
+        logging.getLogger("fastsam").addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("fastsam").removeHandler(self)
+
+
 class RunOutputs:
     """Appends to the run folder's metrics file, redraws the curves, writes overlays."""
 
     def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = make_writable_dir(run_dir, "run folder", "set output_dir (--set output_dir=DIR) to a "
+                                         "writable folder")
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        # A kill -9 during save_atomic leaves its temporary file (never a checkpoint's own name): remove it.
+        for stale in self.run_dir.glob(".*.tmp*"):
+            stale.unlink(missing_ok=True)
 
     def clear_previous_run(self) -> None:
         """Remove an earlier run's checkpoints, metrics, curves, log and overlays (a fresh run's figures must
@@ -53,10 +76,13 @@ class RunOutputs:
             if parse_ckpt_name(path.name) is not None:  # the top-k checkpoints (train/top_k.py)
                 path.unlink()
 
-    def attach_log_file(self) -> logging.Handler:
-        """Send the fastsam loggers (epoch lines, bad-sample and random-init warnings) to training_log.txt."""
+    def attach_log_file(self, earlier: list[logging.LogRecord] = ()) -> logging.Handler:
+        """Send the fastsam loggers (epoch lines, bad-sample and random-init warnings) to training_log.txt, which
+        starts with the `earlier` records (logged before the run folder existed)."""
         handler = logging.FileHandler(self.run_dir / "training_log.txt")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        for record in earlier:
+            handler.handle(record)
         root = logging.getLogger("fastsam")
         root.addHandler(handler)
         if root.getEffectiveLevel() > logging.INFO:
@@ -65,17 +91,29 @@ class RunOutputs:
 
     def metrics(self, record: dict) -> None:
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record) + "\n")  # one write: a kill can only cut the last line (see restore_metrics)
 
-    def read_metrics(self) -> list[dict]:
+    def read_metrics(self, tolerate_cut_line: bool = False) -> list[dict]:
+        """The records of metrics.jsonl; `tolerate_cut_line` drops a last line a kill cut short."""
         if not self.metrics_path.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        if tolerate_cut_line and lines:
+            try:
+                json.loads(lines[-1])
+            except json.JSONDecodeError:
+                lines.pop()
+        return [json.loads(line) for line in lines]
 
-    def truncate_metrics_after(self, step: int) -> None:
-        """On resume, drop the records the killed run logged after the step of its last checkpoint."""
-        kept = [r for r in self.read_metrics() if r["step"] <= step]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    def restore_metrics(self, step: int, record: dict) -> None:
+        """On resume, make metrics.jsonl end at the checkpoint's step: drop records the killed run logged after it
+        (and a line cut short by the kill), add the checkpoint's own `record` if the kill came before it was logged."""
+        kept = [r for r in self.read_metrics(tolerate_cut_line=True) if r["step"] <= step]
+        if record and not any(r["step"] == record["step"] for r in kept):
+            kept.append(record)
+        tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(self.metrics_path)
 
     def plot_curves(self) -> Path:
         """Train and val loss, and val mIoU / Dice, over optimizer steps as curves.png (matplotlib, Agg

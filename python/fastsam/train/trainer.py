@@ -30,13 +30,14 @@ from .distributed import (DistInfo, ShardSampler, SkipSampler, any_rank, barrier
                           reduce_sum, setup_distributed, shutdown, wrap_ddp)
 from .embedding_cache import EmbeddingCache, load_images_only_on_misses, model_identity
 from .evaluator import Evaluator
-from .feature_distill import make_distiller, uses_distillation
+from .feature_distill import check_teacher_features, make_distiller, uses_distillation
 from .freezing import apply_freeze, frozen_parts, set_train_mode, trainable_parameters
 from .graceful_stop import GracefulStop, TrainingStopped
 from .interval_metrics import IntervalMetrics
 from .loss_module import SegmentationLoss
 from .model_setup import build_student
-from .run_outputs import RunOutputs, check_run_folder_free
+from .nonfinite import NonFiniteGuard, check_finite_weights, guarded_step
+from .run_outputs import EarlyRecords, RunOutputs, check_run_folder_free
 from .schedule import ActiveStage, get_lr, stage_for_epoch, step_budget
 from .tasks import make_task
 from .validation import evaluate
@@ -135,6 +136,17 @@ def _log_epoch(record: dict, num_epochs: int, terms: tuple[str, ...], val: str, 
                 record["lr"], val, " (new best)" if is_best else "", record["steps_per_s"])
 
 
+def load_data(cfg: TrainConfig):
+    """(train records, val records, problem messages): bad samples are reported (with file names), or raised
+    with on_bad_sample='error', before the run folder is written."""
+    train_records, train_problems = load_records(cfg.train_img_dir, cfg.train_mask_dir, cfg.train_coco,
+                                                 cfg.on_bad_sample, "train")
+    val_dir = cfg.val_img_dir or cfg.train_img_dir
+    val_masks, val_coco = (cfg.val_mask_dir, cfg.val_coco) if cfg.val_img_dir else (cfg.train_mask_dir, cfg.train_coco)
+    val_records, val_problems = load_records(val_dir, val_masks, val_coco, cfg.on_bad_sample, "val")
+    return train_records, val_records, train_problems + val_problems
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: int | None = None,
           stop_after_step: int | None = None) -> dict:
     """Train a student SAM as configured; returns the last epoch's metrics record.
@@ -158,17 +170,23 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
             raise ConfigError("distillation trains the student's image encoder: set freeze.image_encoder=false")
         if cfg.augment:
             raise ConfigError("distillation compares with features of the unflipped images: set augment=false")
+        check_teacher_features(cfg)
     launch = launch_info()
     device = pick_device(cfg, launch)
+    # Inputs are checked before the run folder is written: a bad one leaves no config without a model behind.
+    with EarlyRecords() as early:
+        data = load_data(cfg)
+        seed_everything(cfg.seed)
+        sam = build_student(cfg)
     info = setup_distributed(launch, device, cfg.ddp_timeout_minutes)
     handler = None
     try:  # from here on an error on any rank still leaves the process group
         outputs = RunOutputs(cfg.run_dir) if info.is_main else None
         if outputs and resume is None:
             outputs.clear_previous_run()
-        handler = outputs.attach_log_file() if outputs else None
+        handler = outputs.attach_log_file(early.records) if outputs else None
         with GracefulStop() as stop:
-            return _run(cfg, info, device, outputs, resume, stop_after_epoch, stop, stop_after_step)
+            return _run(cfg, info, device, outputs, data, sam, resume, stop_after_epoch, stop, stop_after_step)
     finally:
         if handler is not None:
             logging.getLogger("fastsam").removeHandler(handler)
@@ -176,20 +194,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epoch: 
         shutdown(info)
 
 
-def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOutputs | None,
-         resume: str | Path | None, stop_after_epoch: int | None, stop: GracefulStop,
+def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOutputs | None, data: tuple,
+         sam: nn.Module, resume: str | Path | None, stop_after_epoch: int | None, stop: GracefulStop,
          stop_after_step: int | None) -> dict:
-    seed_everything(cfg.seed)
     if outputs:
         save_config(cfg, outputs.run_dir / "config.json")
         logger.info("run folder %s; device %s; %d process(es)", outputs.run_dir, device, info.world_size)
     task = make_task(cfg)
-
-    # Data: bad samples are reported (with file names) before any step runs.
-    train_records, _ = load_records(cfg.train_img_dir, cfg.train_mask_dir, cfg.train_coco, cfg.on_bad_sample, "train")
-    val_dir = cfg.val_img_dir or cfg.train_img_dir
-    val_masks, val_coco = (cfg.val_mask_dir, cfg.val_coco) if cfg.val_img_dir else (cfg.train_mask_dir, cfg.train_coco)
-    val_records, _ = load_records(val_dir, val_masks, val_coco, cfg.on_bad_sample, "val")
+    train_records, val_records, _ = data
     train_ds, val_ds = task.datasets(train_records, val_records)
     sampler, train_loader, val_loader = _loaders(cfg, info, train_ds, val_ds)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
@@ -200,7 +212,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                 sum(len(r.masks) for r in val_records), steps_per_epoch, total_steps, num_epochs)
 
     # Model and optimizer (AdamW only on trainable parameters).
-    sam = build_student(cfg).to(device)
+    sam = sam.to(device)
     frozen = frozen_parts(cfg.freeze)
     apply_freeze(sam, frozen)
     if not trainable_parameters(sam):
@@ -248,7 +260,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
             intervals.load_state(ckpt["interval"][info.rank])
         set_rng_state(ckpt["rng"])
         if outputs:
-            outputs.truncate_metrics_after(step)
+            outputs.restore_metrics(step, record)
             evaluator.top_k.discard_after(step)
         logger.info("resumed from %s after epoch %d%s (step %d, best val mIoU %.4f)", resume, ckpt["epoch"],
                     f" and {partial['batches_done']} batches of epoch {partial['epoch']}" if partial else "", step,
@@ -264,6 +276,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
 
     def checkpoint(epoch_done: int, metrics: dict, partial_epoch: dict | None = None,
                    interval: list[dict] | None = None) -> dict:
+        check_finite_weights(sam, f"the checkpoint of step {step}")
         ckpt = {"model": sam.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": {"step": step, "total_steps": total_steps, "kind": "polynomial"},
                 "scaler": scaler.state_dict(), "epoch": epoch_done, "step": step, "rng": rng_state(),
@@ -284,6 +297,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         record, _ = evaluator.run({"epoch": 0, "step": 0, "train_loss": None}, lambda r: checkpoint(0, r), 0)
         logger.info("before training: %s", task.describe(evaluator.last))
 
+    guard = NonFiniteGuard(cfg.on_nonfinite, cfg.max_nonfinite_in_a_row, info.distributed)
     for epoch in range(start_epoch, num_epochs):
         if frozen and epoch == cfg.unfreeze_epoch:
             _unfreeze(sam, optimizer)
@@ -302,15 +316,17 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         terms = loss_module.logged_terms()
         sums = dict.fromkeys(("loss",) + terms, 0.0)
         done, loader, time_before = 0, train_loader, 0.0
+        guard.start_epoch()
         if partial is not None and partial["epoch"] == epoch + 1:
             done, time_before, sums, loader = _continue_epoch(partial, cfg, info, train_ds, train_loader, sampler)
+            guard.start_epoch(partial.get("nonfinite_steps", 0))
         partial = None
         t0 = time.perf_counter()
 
         def partial_state(batches_done: int) -> dict:
             """This epoch so far, for a checkpoint taken inside it (a collective: every rank calls it)."""
             return {"epoch": epoch + 1, "batches_done": batches_done, "sums_per_rank": gather_objects(sums, info),
-                    "train_time": time_before + time.perf_counter() - t0}
+                    "train_time": time_before + time.perf_counter() - t0, "nonfinite_steps": guard.epoch_count}
 
         bar = tqdm(loader, total=epoch_steps, initial=done, desc=f"epoch {epoch + 1}/{num_epochs}",
                    disable=not info.is_main, file=sys.stderr, dynamic_ncols=True)
@@ -322,20 +338,17 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss, stats = wrapped(items, cache, stage, device)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable_parameters(sam) + extra, cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            trained = guarded_step(guard, loss, items, step, optimizer, scaler, trainable_parameters(sam) + extra,
+                                   cfg.grad_clip)
             step += 1
-            sums["loss"] += loss.item()
-            for key in terms:
-                sums[key] += stats[key]
+            if trained:
+                sums["loss"] += loss.item()
+                for key in terms:
+                    sums[key] += stats[key]
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             if intervals is not None:
-                intervals.add(loss.item(), stats)
+                if trained:
+                    intervals.add(loss.item(), stats)
                 if intervals.due(step):
                     # Validation inside an epoch saves a mid-epoch checkpoint; at its end, a finished epoch's.
                     partial_epoch = partial_state(i + 1) if i + 1 < epoch_steps else None
@@ -365,10 +378,11 @@ def _run(cfg: TrainConfig, info: DistInfo, device: torch.device, outputs: RunOut
         # Each rank saw its share of every global batch: average the logged losses over ranks.
         packed = reduce_sum(torch.tensor([sums[k] for k in sums], dtype=torch.float64), info)
         sums = {k: v.item() / info.world_size for k, v in zip(sums, packed)}
-        means = {k: v / epoch_steps for k, v in sums.items()}
+        means = {k: v / max(1, epoch_steps - guard.epoch_count) for k, v in sums.items()}  # over trained steps
 
         epoch_record = {"epoch": epoch + 1, "step": step, "stage": stage.name, "lr": lr_at(max(0, step - 1)),
-                        **{f"train_{k}": v for k, v in means.items()}, "steps_per_s": epoch_steps / train_time}
+                        **{f"train_{k}": v for k, v in means.items()}, "steps_per_s": epoch_steps / train_time,
+                        "nonfinite_steps": guard.epoch_count}
         if stack is not None:
             epoch_record["distill_lambda"] = stage.lambda_coef if stage.distillation else 0.0
         next_lambda = _lambda_step(stack, stage)

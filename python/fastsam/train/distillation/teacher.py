@@ -37,17 +37,18 @@ class Teacher:
       embeddings_dir: a sam-extract-features folder holding the teacher's image embeddings, or None to run
         the teacher's image encoder on each item's image.
       model_type: the registry name, checked against the embeddings folder's manifest.
+      checkpoint: the teacher's weights file, checked (sha256) against the one the embeddings were made with.
       attention: record the token-to-image attention maps (the attention term).
     """
 
     def __init__(self, sam: nn.Module, *, img_size: int, embeddings_dir: str | Path | None, model_type: str,
-                 attention: bool):
+                 attention: bool, checkpoint: str | None = None):
         self.sam = freeze_teacher(sam)
         self.capture = DecoderCapture(self.sam, attention=attention)
         self.folder = None if embeddings_dir is None else Path(embeddings_dir)
         self.manifest = None
         if self.folder is not None:
-            self.manifest = check_manifest(self.folder, model_type, None, img_size)
+            self.manifest = check_manifest(self.folder, model_type, None, img_size, checkpoint)
             if "embedding_shape" not in self.manifest:
                 raise FileNotFoundError(f"teacher embeddings folder {self.folder} holds no image embeddings (made by an "
                                         "older sam-extract-features); re-run sam-extract-features")
@@ -90,4 +91,4 @@ def build_teacher(model_type: str, checkpoint: str | None, *, img_size: int, emb
         # Only the prompt encoder and decoder run: drop the encoder's memory (a vit_h encoder is 2.5 GB).
         sam.image_encoder = nn.Identity()
     return Teacher(sam, img_size=img_size, embeddings_dir=embeddings_dir, model_type=model_type,
-                   attention=attention)
+                   attention=attention, checkpoint=checkpoint)
