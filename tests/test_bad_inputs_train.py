@@ -218,6 +218,29 @@ def test_train_refuses_an_unwritable_output_dir(data_root, tmp_path):
            f"run folder {UNWRITABLE}/fastsam/run is not writable", "set output_dir")
 
 
+def test_train_on_a_full_disk_names_the_file_and_keeps_the_earlier_checkpoint(data_root, tmp_path, monkeypatch):
+    import errno
+
+    from fastsam.train import checkpointing
+
+    real_save, calls = torch.save, []
+
+    def save_until_the_disk_fills(obj, path):
+        calls.append(Path(path))
+        if len(calls) == 1:  # the starting weights' best_model.pth still fits
+            return real_save(obj, path)
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpointing.torch, "save", save_until_the_disk_fills)
+    line = _error(_train(_config(tmp_path, data_root)), "No space left on device", "is unchanged",
+                  "then --resume from latest_model.pth")
+    run = tmp_path / "runs" / "fastsam" / "run"
+    assert "could not write" in line and str(run) in line
+    assert torch.load(run / "best_model.pth", weights_only=False)["step"] == 0  # the earlier file still loads
+    assert not list(run.glob(".*.tmp*"))  # the half-written temporary file is gone
+
+
 # ---- teacher features --------------------------------------------------------------------------------------
 
 def _features_manifest(folder: Path, **fields) -> Path:

@@ -63,6 +63,7 @@ def main(config_path: str | None, resume: str | None, overrides: tuple[str, ...]
     """
     from ..train.config import ConfigError, load_config
     from ..train.graceful_stop import TrainingStopped
+    from ..train.checkpointing import CheckpointWriteError
     from ..train.nonfinite import NonFiniteStop
     from ..train.run_outputs import RunFolderInUse
     from ..train.trainer import train
@@ -93,7 +94,7 @@ def main(config_path: str | None, resume: str | None, overrides: tuple[str, ...]
             return
         cfg = load_config(config_path, list(overrides), values)
         record = train(cfg, resume=resume)
-    except (ConfigError, FileNotFoundError, ValueError, NonFiniteStop) as err:
+    except (ConfigError, FileNotFoundError, ValueError, NonFiniteStop, CheckpointWriteError) as err:
         raise click.ClickException(str(err)) from err
     except TrainingStopped as stopped:
         click.echo(str(stopped), err=True)

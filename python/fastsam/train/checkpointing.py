@@ -38,16 +38,30 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, lost mount, ...); what was on disk before is unchanged."""
+
+
 def _write_atomic(path: str | Path, write) -> Path:
     """`write(tmp)` a temporary file in the same folder, then rename it over `path` (a failed write leaves
-    neither a half-written `path` nor the temporary file)."""
+    neither a half-written `path` nor the temporary file).
+
+    Raises:
+      CheckpointWriteError: naming `path` and the system's reason, when the write or the rename fails.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, CheckpointWriteError):
+            failed = CheckpointWriteError(f"could not write {path}: {err.strerror or err}; the file there before "
+                                          "(if any) is unchanged; free space on that disk or set output_dir to "
+                                          "another folder, then --resume from latest_model.pth")
+            failed.errno = err.errno
+            raise failed from err
         raise
     return path
 
