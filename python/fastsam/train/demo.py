@@ -25,12 +25,14 @@ from .trainer import train
 logger = logging.getLogger("fastsam.train")
 
 # The new domain: patterned objects (the base model saw only flat-colour ones).
-DEMO_DATA = {"num_train": 48, "num_val": 8, "size": 256, "objects": (2, 5), "radius": (0.1, 0.3), "seed": 7,
+# 24 validation scenes (about 80 objects): with 8 (25 objects) the mIoU moved by 0.03 between equal runs.
+DEMO_DATA = {"num_train": 48, "num_val": 24, "size": 256, "objects": (2, 5), "radius": (0.1, 0.3), "seed": 7,
              "style": "patterned"}
 
-# The base model's recipe (whole model, 256 px, boxes and some clicks), shorter and at a lower learning rate.
+# The base model's recipe (whole model, 256 px, boxes and some clicks), shorter and at a lower learning rate:
+# 1e-4 keeps the first epoch's gain (3e-4 lost it in epoch 2 and won it back only as the rate decayed).
 DEMO_CONFIG = dict(BASE_CONFIG, project_name="demo", run_name="finetune", num_epochs=4, max_steps_per_epoch=None,
-                   learning_rate=3e-4, point_prompt_prob=0.3, overwrite=False,
+                   learning_rate=1e-4, point_prompt_prob=0.3, overwrite=False,
                    scheduler={"power": 1.0, "end_lr": 0.0, "warmup_steps": 5})
 
 
