@@ -280,8 +280,8 @@ def _everything_layout(root, split):
 @pytest.mark.slow
 def test_everything_training_raises_hungarian_miou_and_recall(tmp_path):
     # Start: the demo base model (flat shapes, 256 px) with its mask upscaling perturbed, so the start is
-    # measurably worse and has room to improve (measured with the stage-2 base model: mIoU 0.608 -> 0.698,
-    # recall 0.75 -> 0.81 over 23 validation objects, about 50 s; with 4 val images (8 objects) recall could not move).
+    # measurably worse and has room to improve (measured with the stage-4 base model: mIoU 0.523 -> 0.711,
+    # recall 0.65 -> 0.81 over 23 validation objects, about 60 s; with 4 val images (8 objects) recall could not move).
     from fastsam.build_sam import build_sam_vit_t
     from fastsam.data.synthetic import generate_synthetic_dataset
     from fastsam.demo_model import BASE_IMAGE_SIZE, base_checkpoint_path
