@@ -215,7 +215,7 @@ def test_model_dir_with_a_corrupt_manifest(standalone_dir, tmp_path):
 
 
 def test_model_dir_without_the_requested_precision(standalone_dir):
-    with pytest.raises(RuntimeError, match=r"has no model 'encoder_int8' \(models: "):
+    with pytest.raises(RuntimeError, match=r"has no 'int8' variant \(variants: fp32\); re-export with sam-export --quantize"):
         fastsam_rt.Predictor(str(standalone_dir), precision="int8")
 
 

@@ -398,6 +398,8 @@ def test_generator_upscales_only_kept_prompts_with_identical_output(standalone_d
     manifest = json.loads((standalone_dir / "manifest.json").read_text())
     for key in ("decoder_head", "decoder_masks"):
         del manifest["models"][key]
+        for roles in manifest.get("variants", {}).values():
+            roles.pop(key, None)
     for entry in manifest["models"].values():
         entry["file"] = str((standalone_dir / entry["file"]).resolve())
     unsplit = tmp_path / "unsplit"

@@ -48,6 +48,9 @@ def segment_everything(backend, image: np.ndarray, settings: EverythingSettings,
     results = backend.generate(image, points_per_side=settings.points_per_side,
                                pred_iou_thresh=settings.pred_iou_thresh,
                                stability_score_thresh=settings.stability_score_thresh, progress=progress)
+    # With the filters off the generator (like SAM's) keeps empty masks, whose stability score is 0/0 (NaN):
+    # they are no object, so they are not reported.
+    results = [r for r in results if np.any(r["segmentation"])]
     masks = [np.asarray(r["segmentation"], dtype=bool) for r in results]
     fields = [{"predicted_iou": float(r["predicted_iou"]), "stability_score": float(r["stability_score"]),
                "point_coords": [[float(v) for v in p] for p in r["point_coords"]]} for r in results]
